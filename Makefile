@@ -1,0 +1,46 @@
+# Two commands do all the set-up on a fresh machine (see README):
+#   make demo   install, index the bundled sample articles, print what is in the index
+#   make test   install, then lint, type-check and run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A CPU-only torch. Here pip finds it in a local wheel folder; elsewhere run e.g.
+#   make demo TORCH_INDEX=--index-url=https://download.pytorch.org/whl/cpu
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+INDEX_DIR ?= .rag
+
+# Nothing may reach for a model hub or phone home at run time.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export GRADIO_ANALYTICS_ENABLED := False
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, so sentence-transformers' bare `torch` requirement is already met and pip
+	# never pulls the registry's newest torch with gigabytes of CUDA wheels.
+	$(BIN)/pip install --quiet $(TORCH_INDEX) "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/rag index examples/articles --index-dir $(INDEX_DIR)
+	$(BIN)/rag status --index-dir $(INDEX_DIR)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_index.py
+
+clean:
+	rm -rf $(VENV) $(INDEX_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,164 @@
+"""A FAISS index keyed by integer ids (the chunks' SQLite rowids), saved atomically.
+
+Inner product over L2-normalised vectors, i.e. cosine similarity. ``flat`` is exact. ``ivf``
+is approximate: it stays exact (flat) until it holds ``IVF_MIN_VECTORS`` vectors, because an
+inverted file needs that many to train its clusters, and then becomes an ``IVFFlat``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+_MAGIC = b"RAGFAISS1\n"
+IVF_MIN_VECTORS = 20_000
+_TRAIN_SAMPLE = 100_000
+
+Ids = npt.NDArray[np.int64]
+Vectors = npt.NDArray[np.float32]
+
+
+class IndexFileError(RuntimeError):
+    """The index file is missing, truncated or not ours; it can be rebuilt from the store."""
+
+
+class VectorIndex:
+    """Add, remove and search vectors by id; save and load with a JSON stamp beside them."""
+
+    def __init__(self, dim: int, kind: str = "flat", nprobe: int = 16) -> None:
+        if kind not in ("flat", "ivf"):
+            raise ValueError(f"index kind {kind!r} is unknown; choose 'flat' or 'ivf'")
+        self.dim = dim
+        self.kind = kind
+        self.nprobe = nprobe
+        self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+    @property
+    def count(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def is_approximate(self) -> bool:
+        return not isinstance(faiss.downcast_index(self._index.index), faiss.IndexFlat)
+
+    def add(self, ids: Ids, vectors: Vectors) -> None:
+        if len(ids) == 0:
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(ids), self.dim):
+            raise ValueError(f"expected vectors of shape ({len(ids)}, {self.dim}), got {vectors.shape}")
+        self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+        if self.kind == "ivf" and not self.is_approximate and self.count >= IVF_MIN_VECTORS:
+            self._to_ivf()
+
+    def remove(self, ids: Ids) -> int:
+        if len(ids) == 0:
+            return 0
+        return int(self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
+
+    def search(self, queries: Vectors, k: int) -> tuple[npt.NDArray[np.float32], Ids]:
+        """Top ``k`` (scores, ids) per query; missing slots have id -1."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.count == 0 or k <= 0:
+            shape = (len(queries), max(k, 0))
+            return np.zeros(shape, dtype=np.float32), np.full(shape, -1, dtype=np.int64)
+        scores, ids = self._index.search(queries, min(k, self.count))
+        return scores, ids
+
+    def ids(self) -> Ids:
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+
+    def _to_ivf(self) -> None:
+        """Retrain as an inverted file over every vector held now."""
+        ids = self.ids()
+        vectors = self._index.index.reconstruct_n(0, self.count)
+        nlist = max(16, int(math.sqrt(len(ids))))
+        quantizer = faiss.IndexFlatIP(self.dim)
+        ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        sample = vectors[rng.choice(len(vectors), min(len(vectors), _TRAIN_SAMPLE), replace=False)]
+        ivf.train(sample)
+        ivf.nprobe = self.nprobe
+        index = faiss.IndexIDMap2(ivf)
+        index.add_with_ids(vectors, ids)
+        self._index = index
+
+    def set_nprobe(self, nprobe: int) -> None:
+        self.nprobe = nprobe
+        if self.is_approximate:
+            faiss.extract_index_ivf(self._index).nprobe = nprobe
+
+    # --- persistence --------------------------------------------------------------------
+
+    def save(self, path: Path, stamp: dict[str, Any]) -> None:
+        """Write index and stamp as one file, atomically: readers see the old or the new."""
+        header = json.dumps({**stamp, "dim": self.dim, "kind": self.kind, "count": self.count}).encode()
+        payload = faiss.serialize_index(self._index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(_MAGIC + struct.pack("<I", len(header)) + header)
+                fh.write(payload.tobytes())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+
+    @classmethod
+    def load(cls, path: Path, nprobe: int = 16) -> tuple[VectorIndex, dict[str, Any]]:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise IndexFileError(f"no index file at {path}") from exc
+        if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 4:
+            raise IndexFileError(f"{path} is not a rag index file")
+        offset = len(_MAGIC)
+        (size,) = struct.unpack_from("<I", data, offset)
+        offset += 4
+        try:
+            stamp = json.loads(data[offset : offset + size])
+            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8, offset=offset + size))
+        except (ValueError, RuntimeError) as exc:
+            raise IndexFileError(f"{path} is damaged ({exc})") from exc
+        self = cls(int(stamp["dim"]), stamp.get("kind", "flat"), nprobe)
+        self._index = index
+        if self.is_approximate:
+            faiss.extract_index_ivf(index).nprobe = nprobe
+        if self.count != stamp.get("count"):
+            raise IndexFileError(f"{path} holds {self.count} vectors but its stamp says {stamp.get('count')}")
+        return self, stamp
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_stamp(path: Path) -> dict[str, Any] | None:
+    """The stamp of an index file without loading its vectors; ``None`` if unreadable."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(_MAGIC) + 4)
+            if len(head) < len(_MAGIC) + 4 or not head.startswith(_MAGIC):
+                return None
+            (size,) = struct.unpack_from("<I", head, len(_MAGIC))
+            stamp: dict[str, Any] = json.loads(fh.read(size))
+            return stamp
+    except (OSError, ValueError):
+        return None

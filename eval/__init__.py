@@ -1,0 +1,1 @@
+"""Evaluation question sets run against ``rag.RAG``; built in the evaluation issue."""

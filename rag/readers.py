@@ -1,0 +1,310 @@
+"""Turn the bytes of one file into article fields: text, title and date.
+
+Each reader raises ``UnreadableError`` with a one-line reason a person can act on; the
+ingest step turns that into a skipped-file entry and carries on with the next file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from html.parser import HTMLParser
+from typing import Any
+
+
+class UnreadableError(Exception):
+    """The file cannot become a document; ``str(exc)`` is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class Parsed:
+    text: str
+    title: str | None = None
+    date: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    # For JSONL: the record's own id, url and line number.
+    record_id: str | None = None
+    url: str | None = None
+    line: int | None = None
+
+
+SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl")
+
+
+def decode_text(data: bytes) -> str:
+    """Decode UTF-8 (with or without BOM), falling back to Windows-1252; refuse binary."""
+    if b"\x00" in data[:8192]:
+        raise UnreadableError("binary file (contains NUL bytes), not text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            text = data.decode("cp1252")
+        except UnicodeDecodeError as exc:
+            raise UnreadableError(f"not UTF-8 or Windows-1252 text (bad byte at offset {exc.start})") from exc
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# --- dates -------------------------------------------------------------------------------
+
+_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%d %B %Y", "%d %b %Y", "%B %d, %Y", "%b %d, %Y")
+
+
+def normalise_date(value: str | None) -> str | None:
+    """Return ``YYYY-MM-DD`` for the common ways articles write a date, else ``None``."""
+    if not value:
+        return None
+    value = value.strip()
+    iso = re.match(r"(\d{4}-\d{2}-\d{2})(?:[T ][\d:.]+)?(?:Z|[+-]\d{2}:?\d{2})?$", value)
+    candidates = [iso.group(1)] if iso else [value]
+    for candidate in candidates:
+        for fmt in _DATE_FORMATS:
+            try:
+                return datetime.strptime(candidate, fmt).date().isoformat()
+            except ValueError:
+                continue
+    try:
+        return parsedate_to_datetime(value).date().isoformat()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+# A leading "date 2021-09-21 " (the sample corpus) or "Date: 2021-09-21" line is metadata.
+_DATE_HEADER = re.compile(r"\A\s*date:?[ \t]+(\d{4}-\d{2}-\d{2})[ \t]*\n?[ \t]*", re.IGNORECASE)
+
+
+def split_date_header(text: str) -> tuple[str | None, str]:
+    match = _DATE_HEADER.match(text)
+    if not match:
+        return None, text
+    return match.group(1), text[match.end() :]
+
+
+# --- plain text and Markdown ---------------------------------------------------------------
+
+
+def _title_line(text: str) -> str | None:
+    """A short first line followed by a blank line reads as a title."""
+    first, sep, rest = text.partition("\n")
+    first = first.strip().lstrip("#").strip()
+    if sep and rest.startswith("\n") and 0 < len(first) <= 120 and not first.endswith("."):
+        return first
+    return None
+
+
+def read_txt(data: bytes) -> Parsed:
+    date, text = split_date_header(decode_text(data))
+    text = text.strip()
+    return Parsed(text=text, title=_title_line(text), date=normalise_date(date))
+
+
+_FRONT_MATTER = re.compile(r"\A---\n(.*?)\n(?:---|\.\.\.)\n", re.DOTALL)
+_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+
+
+def read_markdown(data: bytes) -> Parsed:
+    text = decode_text(data)
+    meta: dict[str, Any] = {}
+    match = _FRONT_MATTER.match(text)
+    if match:
+        for line in match.group(1).splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key.strip():
+                meta[key.strip().lower()] = value.strip().strip("\"'")
+        text = text[match.end() :]
+    header_date, text = split_date_header(text)
+    text = text.strip()
+    heading = _HEADING.search(text)
+    title = meta.get("title") or (heading.group(1).strip() if heading else None)
+    date = normalise_date(meta.get("date")) or normalise_date(header_date)
+    return Parsed(text=text, title=title, date=date, meta=meta)
+
+
+# --- HTML --------------------------------------------------------------------------------
+
+_SKIP_TAGS = {
+    "script", "style", "noscript", "template", "svg", "nav", "header", "footer", "aside",
+    "form", "button", "select", "iframe", "figure", "head",
+}  # fmt: skip
+_BLOCK_TAGS = {
+    "p", "div", "section", "article", "main", "li", "ul", "ol", "br", "h1", "h2", "h3", "h4",
+    "h5", "h6", "blockquote", "pre", "tr", "table", "dd", "dt", "hr",
+}  # fmt: skip
+_VOID_TAGS = {"br", "hr", "img", "meta", "link", "input", "source", "wbr", "area", "col"}
+_DATE_META = ("article:published_time", "datepublished", "date", "pubdate", "dc.date", "publish-date")
+_TITLE_META = ("og:title", "twitter:title", "dc.title")
+
+
+class _ArticleExtractor(HTMLParser):
+    """Collect the readable text of a page, preferring <article>, then <main>, then <body>."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.meta: dict[str, str] = {}
+        self.title_parts: list[str] = []
+        self.h1: str | None = None
+        self.time_datetime: str | None = None
+        self._stack: list[str] = []
+        self._skip_depth = 0
+        self._h1_parts: list[str] | None = None
+        # Text collected per region; the best non-empty region wins.
+        self.regions: dict[str, list[str]] = {"article": [], "main": [], "body": []}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {k.lower(): (v or "") for k, v in attrs}
+        if tag == "meta":
+            key = (attributes.get("property") or attributes.get("name") or "").lower()
+            if key and "content" in attributes:
+                self.meta.setdefault(key, attributes["content"])
+            return
+        if tag == "time" and self.time_datetime is None and attributes.get("datetime"):
+            self.time_datetime = attributes["datetime"]
+        if tag in _VOID_TAGS:
+            if tag == "br":
+                self._text("\n")
+            return
+        self._stack.append(tag)
+        if tag in _SKIP_TAGS:
+            self._skip_depth += 1
+        if tag == "h1" and self.h1 is None:
+            self._h1_parts = []
+        if tag in _BLOCK_TAGS:
+            self._text("\n\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in self._stack:
+            return  # stray end tag: ignore rather than unbalance the stack
+        while self._stack:
+            top = self._stack.pop()
+            if top in _SKIP_TAGS:
+                self._skip_depth -= 1
+            if top == "h1" and self._h1_parts is not None:
+                self.h1 = " ".join("".join(self._h1_parts).split()) or None
+                self._h1_parts = None
+            if top == tag:
+                break
+        if tag in _BLOCK_TAGS:
+            self._text("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        if "title" in self._stack and "svg" not in self._stack:
+            self.title_parts.append(data)
+            return
+        if self._skip_depth:
+            return
+        if self._h1_parts is not None:
+            self._h1_parts.append(data)
+        self._text(data)
+
+    def _text(self, data: str) -> None:
+        if self._skip_depth:
+            return
+        self.regions["body"].append(data)
+        if "main" in self._stack:
+            self.regions["main"].append(data)
+        if "article" in self._stack:
+            self.regions["article"].append(data)
+
+
+def _tidy(raw: str) -> str:
+    """Collapse whitespace inside paragraphs, keep one blank line between them."""
+    paragraphs = (" ".join(block.split()) for block in re.split(r"\n\s*\n", raw))
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def read_html(data: bytes) -> Parsed:
+    parser = _ArticleExtractor()
+    parser.feed(decode_text(data))
+    parser.close()
+    text = ""
+    for region in ("article", "main", "body"):
+        text = _tidy("".join(parser.regions[region]))
+        if len(text) >= 200 or (text and region == "body"):
+            break
+    title = next((parser.meta[k] for k in _TITLE_META if parser.meta.get(k)), None)
+    title = title or " ".join("".join(parser.title_parts).split()) or parser.h1
+    raw_date = next((parser.meta[k] for k in _DATE_META if parser.meta.get(k)), None)
+    date = normalise_date(raw_date or parser.time_datetime)
+    header_date, text = split_date_header(text)
+    url = parser.meta.get("og:url")
+    return Parsed(text=text, title=title, date=date or normalise_date(header_date), url=url)
+
+
+# --- PDF ---------------------------------------------------------------------------------
+
+
+def read_pdf(data: bytes) -> Parsed:
+    from pypdf import PdfReader  # imported here: only PDF users pay for it
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise UnreadableError("PDF is encrypted; decrypt it first")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        info = reader.metadata
+    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        raise UnreadableError(f"not a readable PDF ({type(exc).__name__}: {exc})") from exc
+    text = "\n\n".join(p.strip() for p in pages if p.strip())
+    if not text:
+        raise UnreadableError("PDF has no extractable text (a scanned image?)")
+    title = (info.title if info else None) or None
+    date = None
+    if info and info.get("/CreationDate"):
+        raw = str(info.get("/CreationDate")).removeprefix("D:")
+        date = normalise_date(f"{raw[0:4]}-{raw[4:6]}-{raw[6:8]}") if len(raw) >= 8 else None
+    header_date, text = split_date_header(text)
+    return Parsed(text=text, title=title, date=date or normalise_date(header_date))
+
+
+# --- JSONL -------------------------------------------------------------------------------
+
+
+def read_jsonl(data: bytes) -> Iterator[Parsed | UnreadableError]:
+    """One article per line; a bad line yields an error for that line and reading goes on."""
+    for number, line in enumerate(decode_text(data).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield UnreadableError(f"line {number}: invalid JSON ({exc.msg})")
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            yield UnreadableError(f'line {number}: expected an object with a string "text"')
+            continue
+        text = record["text"].replace("\r\n", "\n").strip()
+        if not text:
+            yield UnreadableError(f'line {number}: "text" is empty')
+            continue
+        extra = {k: v for k, v in record.items() if k not in {"text", "title", "date", "url", "id"}}
+        yield Parsed(
+            text=text,
+            title=str(record["title"]) if record.get("title") else None,
+            date=normalise_date(str(record["date"])) if record.get("date") else None,
+            meta=extra,
+            record_id=str(record["id"]) if record.get("id") is not None else None,
+            url=str(record["url"]) if record.get("url") else None,
+            line=number,
+        )
+
+
+def read_file(suffix: str, data: bytes) -> Iterator[Parsed | UnreadableError]:
+    """Dispatch on the file suffix; yields one ``Parsed`` per article in the file."""
+    if suffix == ".jsonl":
+        yield from read_jsonl(data)
+        return
+    readers = {
+        ".txt": read_txt,
+        ".md": read_markdown,
+        ".markdown": read_markdown,
+        ".html": read_html,
+        ".htm": read_html,
+        ".pdf": read_pdf,
+    }
+    yield readers[suffix](data)
