@@ -75,7 +75,7 @@ class SentenceTransformerEncoder:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 
-            hf_logging.disable_progress_bar()  # its "Loading weights" bar is noise in our output
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call] # its "Loading weights" bar is noise in our output
 
             where = _bundled_model_path() if self._name == BUNDLED_MODEL else self._name
             try:

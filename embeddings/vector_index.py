@@ -1,8 +1,10 @@
 """A FAISS index keyed by integer ids (the chunks' SQLite rowids), saved atomically.
 
-Inner product over L2-normalised vectors, i.e. cosine similarity. ``flat`` is exact. ``ivf``
-is approximate: it stays exact (flat) until it holds ``IVF_MIN_VECTORS`` vectors, because an
-inverted file needs that many to train its clusters, and then becomes an ``IVFFlat``.
+Inner product over L2-normalised vectors, i.e. cosine similarity. ``flat`` is exact
+(``IDMap2`` over ``FlatIP``). ``ivf`` is approximate: it stays exact until it holds
+``IVF_MIN_VECTORS`` vectors, because an inverted file needs that many to train its clusters,
+and then becomes an ``IVFFlat`` keyed by our ids natively. (An ``IDMap2`` around an IVF is
+wrong after a removal: the IVF keeps its internal ids while the map shifts them.)
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class VectorIndex:
 
     @property
     def is_approximate(self) -> bool:
-        return not isinstance(faiss.downcast_index(self._index.index), faiss.IndexFlat)
+        return isinstance(self._index, faiss.IndexIVF)
 
     def add(self, ids: Ids, vectors: Vectors) -> None:
         if len(ids) == 0:
@@ -75,7 +77,15 @@ class VectorIndex:
         return scores, ids
 
     def ids(self) -> Ids:
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        if not self.is_approximate:
+            return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        lists = self._index.invlists
+        parts = [
+            faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+            for i in range(self._index.nlist)
+            if lists.list_size(i)
+        ]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
 
     def _to_ivf(self) -> None:
         """Retrain as an inverted file over every vector held now."""
@@ -88,14 +98,8 @@ class VectorIndex:
         sample = vectors[rng.choice(len(vectors), min(len(vectors), _TRAIN_SAMPLE), replace=False)]
         ivf.train(sample)
         ivf.nprobe = self.nprobe
-        index = faiss.IndexIDMap2(ivf)
-        index.add_with_ids(vectors, ids)
-        self._index = index
-
-    def set_nprobe(self, nprobe: int) -> None:
-        self.nprobe = nprobe
-        if self.is_approximate:
-            faiss.extract_index_ivf(self._index).nprobe = nprobe
+        ivf.add_with_ids(vectors, ids)
+        self._index = ivf
 
     # --- persistence --------------------------------------------------------------------
 
@@ -136,7 +140,7 @@ class VectorIndex:
         self = cls(int(stamp["dim"]), stamp.get("kind", "flat"), nprobe)
         self._index = index
         if self.is_approximate:
-            faiss.extract_index_ivf(index).nprobe = nprobe
+            self._index.nprobe = nprobe
         if self.count != stamp.get("count"):
             raise IndexFileError(f"{path} holds {self.count} vectors but its stamp says {stamp.get('count')}")
         return self, stamp

@@ -47,29 +47,41 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 
 
 def _append_trimmed(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
+    start, end = _trimmed(text, start, end)
     if start < end:
         spans.append((start, end))
 
 
-def _split_long(text: str, start: int, end: int, tokens: list[int], size: int) -> list[tuple[int, int, int]]:
+def _split_long(text: str, start: int, end: int, size: int) -> list[tuple[int, int, int]]:
     """Cut one over-long sentence into pieces of at most ``size`` tokens at token boundaries."""
-    _, offsets = encoding().decode_with_offsets(tokens)
+    enc = encoding()
+    tokens = enc.encode_ordinary(text[start:end])
+    # Character offset of each token; a multi-byte character split across tokens repeats one.
+    _, offsets = enc.decode_with_offsets(tokens)
+    bounds = sorted({start + o for o in offsets} | {end})
     pieces: list[tuple[int, int, int]] = []
-    for first in range(0, len(tokens), size):
-        last = min(first + size, len(tokens))
-        piece_start = start + offsets[first]
-        piece_end = start + offsets[last] if last < len(tokens) else end
-        # Token offsets are character offsets into the sentence; a multi-byte character split
-        # across tokens can repeat an offset, so skip pieces that would be empty.
-        if pieces and piece_start < pieces[-1][1]:
-            piece_start = pieces[-1][1]
-        if piece_end > piece_start:
-            pieces.append((piece_start, piece_end, last - first))
+    first = 0
+    while first < len(bounds) - 1:
+        last = min(first + size, len(bounds) - 1)
+        # Re-encoding a slice can cost a token more than its share (BPE merges differ at the
+        # cut), so step back until the piece really fits.
+        while True:
+            piece_start, piece_end = bounds[first], bounds[last]
+            count = len(enc.encode_ordinary(text[piece_start:piece_end]))
+            if count <= size or last == first + 1:
+                break
+            last -= 1
+        pieces.append((piece_start, piece_end, count))
+        first = last
     return pieces
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
 
 
 def chunk_text(doc_id: str, text: str, chunk_tokens: int, overlap_tokens: int) -> list[Chunk]:
@@ -82,11 +94,17 @@ def chunk_text(doc_id: str, text: str, chunk_tokens: int, overlap_tokens: int) -
     spans = sentence_spans(text)
     if not spans:
         return []
-    token_lists = encoding().encode_ordinary_batch([text[s:e] for s, e in spans])
+    # Each sentence is counted with the whitespace before it, so a chunk's count covers the
+    # gaps between its sentences too.
+    gaps = [spans[0][0]] + [end for _, end in spans[:-1]]
+    token_lists = encoding().encode_ordinary_batch([text[g:e] for g, (_, e) in zip(gaps, spans, strict=True)])
     units: list[tuple[int, int, int]] = []  # (start, end, tokens)
     for (start, end), tokens in zip(spans, token_lists, strict=True):
         if len(tokens) > chunk_tokens:
-            units.extend(_split_long(text, start, end, tokens, chunk_tokens))
+            for piece_start, piece_end, count in _split_long(text, start, end, chunk_tokens):
+                piece_start, piece_end = _trimmed(text, piece_start, piece_end)
+                if piece_start < piece_end:
+                    units.append((piece_start, piece_end, count))
         else:
             units.append((start, end, len(tokens)))
 

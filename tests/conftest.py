@@ -1,0 +1,80 @@
+"""Shared fixtures. Unit tests use the deterministic hashing encoder (no model, no torch);
+tests marked ``slow`` use the real bundled model, still fully offline."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag import RAG, Config
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_ARTICLES = REPO / "examples" / "articles"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings from the developer's shell must not leak into tests."""
+    for key in list(os.environ):
+        if key.startswith("RAG_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return Config(index_dir=tmp_path / "index", model="hashing-64", encode_group=8)
+
+
+@pytest.fixture
+def rag(config: Config) -> Iterator[RAG]:
+    with RAG.open(config=config) as opened:
+        yield opened
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def article(n: int, words: int = 120) -> str:
+    """A distinct, deterministic article of a few sentences."""
+    rng = np.random.default_rng(n)
+    vocab = [f"word{i}" for i in range(400)]
+    sentences = []
+    for s in range(max(1, words // 12)):
+        chosen = rng.choice(vocab, 11)
+        sentences.append(f"Article {n} sentence {s} " + " ".join(chosen) + ".")
+    return " ".join(sentences)
+
+
+def assert_consistent(index_dir: Path) -> None:
+    """SQLite and FAISS agree, and every chunk is an exact slice of its document."""
+    with RAG.open(index_dir, config=Config(index_dir=index_dir), create=False) as opened:
+        db = opened.store.db
+        chunk_ids = {r[0] for r in db.execute("SELECT id FROM chunks")}
+        assert set(opened.vectors.ids().tolist()) == chunk_ids
+        fts = db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
+        assert fts == len(chunk_ids)
+        for doc_id, text in db.execute("SELECT id, text FROM documents"):
+            for start, end, chunk_text in db.execute("SELECT start, end, text FROM chunks WHERE doc_id=?", (doc_id,)):
+                assert chunk_text == text[start:end]
+        orphans = db.execute("SELECT count(*) FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)").fetchone()[0]
+        assert orphans == 0
+
+
+def doc_count(index_dir: Path) -> int:
+    db = sqlite3.connect(index_dir / "store.sqlite")
+    try:
+        return int(db.execute("SELECT count(*) FROM documents").fetchone()[0])
+    finally:
+        db.close()

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import random
+from itertools import pairwise
+
+import pytest
+
+from rag.chunking import chunk_text, count_tokens
+
+AWKWARD = {
+    "non_ascii": "Ünïcödé façade — naïve café. 東京は日本の首都です。 Emoji 🙂🚀 here! Zürich’s “quotes”. " * 40,
+    "long_no_punctuation": " ".join(f"wörd{i}" for i in range(900))[:5000],
+    "whitespace_runs": "First   sentence.\n\n\n\n   Second\t\t sentence   here.   \n \n" * 30 + "   \n",
+    "shorter_than_a_chunk": "A short note.",
+    "combining_marks": "e\u0301te\u0301 cafe\u0301. " * 100,
+    "no_spaces_cjk": "日本語の文章は空白なしで続きます" * 120,
+}
+
+
+@pytest.mark.parametrize("name", sorted(AWKWARD))
+@pytest.mark.parametrize(("tokens", "overlap"), [(32, 8), (128, 32), (256, 0)])
+def test_every_chunk_is_an_exact_slice_of_the_document(name: str, tokens: int, overlap: int) -> None:
+    text = AWKWARD[name]
+    chunks = chunk_text("d", text, tokens, overlap)
+    assert chunks, "a non-empty document gives at least one chunk"
+    for ordinal, chunk in enumerate(chunks):
+        assert chunk.text == text[chunk.start : chunk.end]
+        assert chunk.ordinal == ordinal
+        assert chunk.text == chunk.text.strip(), "chunks do not start or end in whitespace"
+    # Nothing but whitespace is left out.
+    covered = [False] * len(text)
+    for chunk in chunks:
+        covered[chunk.start : chunk.end] = [True] * (chunk.end - chunk.start)
+    assert all(c or ch.isspace() for c, ch in zip(covered, text, strict=True))
+
+
+@pytest.mark.parametrize("name", sorted(AWKWARD))
+def test_chunks_stay_within_the_token_budget(name: str) -> None:
+    text = AWKWARD[name]
+    for chunk in chunk_text("d", text, 64, 16):
+        assert count_tokens(chunk.text) <= 64
+
+
+def test_the_long_unpunctuated_sentence_is_cut_into_several_chunks() -> None:
+    text = AWKWARD["long_no_punctuation"]
+    assert len(text) == 5000
+    chunks = chunk_text("d", text, 128, 32)
+    assert len(chunks) >= count_tokens(text) // 128
+    assert chunks[0].start == 0 and chunks[-1].end == len(text)
+
+
+def test_a_short_document_is_one_chunk() -> None:
+    chunks = chunk_text("d", "A short note.", 128, 32)
+    assert [(c.start, c.end, c.text) for c in chunks] == [(0, 13, "A short note.")]
+
+
+def test_empty_and_blank_documents_give_no_chunks() -> None:
+    assert chunk_text("d", "", 128, 32) == []
+    assert chunk_text("d", " \n\t ", 128, 32) == []
+
+
+def test_chunks_end_on_sentence_boundaries_and_overlap_by_whole_sentences() -> None:
+    sentences = [f"Sentence number {i} says something short." for i in range(60)]
+    text = " ".join(sentences)
+    chunks = chunk_text("d", text, 48, 12)
+    assert len(chunks) > 3
+    for chunk in chunks:
+        assert chunk.text.startswith("Sentence number") and chunk.text.endswith(".")
+    for before, after in pairwise(chunks):
+        assert after.start < before.end, "consecutive chunks share trailing sentences"
+        assert after.start > before.start, "every chunk moves on"
+
+
+def test_zero_overlap_gives_disjoint_chunks() -> None:
+    text = " ".join(f"Sentence {i} is here." for i in range(200))
+    chunks = chunk_text("d", text, 40, 0)
+    for before, after in pairwise(chunks):
+        assert after.start >= before.end
+
+
+def test_random_texts_keep_exact_offsets() -> None:
+    rng = random.Random(7)
+    alphabet = ["abc", "DEF", "xyz.", "!", "?", "\n\n\t", "é", "ü", "東", "🙂", "“”", " ", "  ", ".", "\n"]
+    for _ in range(200):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 400)))
+        for chunk in chunk_text("d", text, rng.choice([16, 32, 64]), rng.choice([0, 4, 8])):
+            assert chunk.text == text[chunk.start : chunk.end]
+            assert chunk.text.strip()
