@@ -18,11 +18,11 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: demo test lint bench clean
 
+# torch goes in first, so sentence-transformers' bare `torch` requirement is already met and
+# pip never pulls the registry's newest torch with gigabytes of CUDA wheels.
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# torch first, so sentence-transformers' bare `torch` requirement is already met and pip
-	# never pulls the registry's newest torch with gigabytes of CUDA wheels.
 	$(BIN)/pip install --quiet $(TORCH_INDEX) "$(TORCH)"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
