@@ -67,13 +67,25 @@ class VectorIndex:
             return 0
         return int(self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
 
-    def search(self, queries: Vectors, k: int) -> tuple[npt.NDArray[np.float32], Ids]:
-        """Top ``k`` (scores, ids) per query; missing slots have id -1."""
+    def search(self, queries: Vectors, k: int, allowed_ids: Ids | None = None) -> tuple[npt.NDArray[np.float32], Ids]:
+        """Top ``k`` (scores, ids) per query, among ``allowed_ids`` if given; missing slots are -1.
+
+        The restriction happens inside the search, so a narrow filter still gets k results.
+        """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if self.count == 0 or k <= 0:
+        if self.count == 0 or k <= 0 or (allowed_ids is not None and len(allowed_ids) == 0):
             shape = (len(queries), max(k, 0))
             return np.zeros(shape, dtype=np.float32), np.full(shape, -1, dtype=np.int64)
-        scores, ids = self._index.search(queries, min(k, self.count))
+        k = min(k, self.count)
+        if allowed_ids is None:
+            scores, ids = self._index.search(queries, k)
+            return scores, ids
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
+        params: Any = faiss.SearchParametersIVF() if self.is_approximate else faiss.SearchParameters()
+        params.sel = selector
+        if self.is_approximate:
+            params.nprobe = self.nprobe
+        scores, ids = self._index.search(queries, k, params=params)
         return scores, ids
 
     def ids(self) -> Ids:

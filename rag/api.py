@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,8 +22,9 @@ import numpy as np
 
 from rag.config import Config, IndexSettings
 from rag.indexer import Indexer
+from rag.retrieval import Filters, Retrieval, Retriever, SearchError, parse_date
 from rag.store import SCHEMA_VERSION, Store
-from rag.types import Document, IndexSummary
+from rag.types import Document, IndexSummary, Passage
 
 log = logging.getLogger("rag")
 
@@ -58,6 +59,7 @@ class RAG:
         self._encoder: Encoder | None = None
         self._vectors: VectorIndex | None = None
         self._vectors_dirty = False
+        self._retriever: Retriever | None = None
 
     @classmethod
     def open(
@@ -212,6 +214,11 @@ class RAG:
         with self._writing():
             return self._indexer().run(paths, progress=progress)
 
+    def index_documents(self, documents: Iterable[Document], progress: bool | None = None) -> IndexSummary:
+        """Add or update documents given as objects (for example a question set's articles)."""
+        with self._writing():
+            return self._indexer().run_documents(documents, progress=progress)
+
     def rebuild(self, progress: bool | None = None) -> IndexSummary:
         """Re-chunk every stored document with the current settings and rebuild FAISS."""
         with self._writing():
@@ -246,6 +253,59 @@ class RAG:
         return doomed
 
     # --- reading ------------------------------------------------------------------------
+
+    def retrieve(
+        self,
+        question: str,
+        k: int = 5,
+        mode: str = "hybrid",
+        filters: Filters | None = None,
+        max_per_doc: int | None = None,
+        neighbours: int = 0,
+    ) -> Retrieval:
+        """Search, returning the passages with per-stage timings."""
+        if self.store.counts()["chunks"] == 0:
+            raise SearchError(f"the index in {self.dir} holds no documents yet; add some with `rag index PATH`")
+        return self.retriever.search(question, k, mode, filters, max_per_doc, neighbours)
+
+    def search(
+        self,
+        question: str,
+        k: int = 5,
+        mode: str = "hybrid",
+        since: str | None = None,
+        until: str | None = None,
+        doc_ids: Sequence[str] = (),
+        sources: Sequence[str] = (),
+        max_per_doc: int | None = None,
+        neighbours: int = 0,
+    ) -> list[Passage]:
+        """The ``k`` passages that best match ``question``, best first.
+
+        ``since``/``until`` take YYYY-MM-DD, YYYY-MM or YYYY (inclusive); ``doc_ids`` and
+        ``sources`` (substrings of a source or path) restrict the documents searched.
+        """
+        filters = Filters(
+            since=parse_date(since, "since"),
+            until=parse_date(until, "until", end=True),
+            doc_ids=tuple(doc_ids),
+            sources=tuple(sources),
+        )
+        return list(self.retrieve(question, k, mode, filters, max_per_doc, neighbours).passages)
+
+    @property
+    def retriever(self) -> Retriever:
+        if self._retriever is None:
+            self._retriever = Retriever(
+                self.store.db,
+                encoder=lambda: self.encoder,
+                vectors=lambda: self.vectors,
+                model=self.settings.model,
+                fusion=self.config.fusion,
+                dense_weight=self.config.dense_weight,
+                candidates=self.config.candidates,
+            )
+        return self._retriever
 
     def document(self, doc_id: str) -> Document:
         doc = self.store.get_document(doc_id)

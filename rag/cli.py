@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from embeddings.encoder import ModelLoadError
 from rag.api import RAG, IndexMismatchError, NoIndexError, NotFoundError
 from rag.config import INDEX_TYPES, Config, ConfigError
+from rag.retrieval import SearchError
 from rag.store import StoreError
 from rag.types import IndexSummary
 
@@ -73,6 +75,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="counts, model, index type and sizes on disk")
     _common(status)
+
+    search = commands.add_parser(
+        "search",
+        help="the passages that best match a question",
+        description="Hybrid (dense + keyword) search by default; filters apply before ranking.",
+    )
+    search.add_argument("question", metavar="QUESTION")
+    search.add_argument("-k", type=int, default=5, help="number of passages (default 5)")
+    search.add_argument("--mode", default="hybrid", help="hybrid (default), dense or keyword")
+    search.add_argument("--since", metavar="DATE", help="only documents dated on or after DATE (YYYY[-MM[-DD]])")
+    search.add_argument("--until", metavar="DATE", help="only documents dated on or before DATE (YYYY[-MM[-DD]])")
+    search.add_argument("--doc", action="append", default=[], metavar="DOC_ID", help="only this document (repeatable)")
+    search.add_argument(
+        "--source", action="append", default=[], metavar="TEXT", help="only sources or paths containing TEXT"
+    )
+    search.add_argument(
+        "--max-per-doc", type=int, metavar="N", help="passages per document at most (default: half of k, rounded up)"
+    )
+    search.add_argument("--context", type=int, default=0, metavar="N", help="also show N neighbouring chunks each side")
+    _common(search)
     return parser
 
 
@@ -159,15 +181,45 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    with RAG.open(config=_config(args), create=False) as rag:
+        passages = rag.search(
+            args.question,
+            k=args.k,
+            mode=args.mode,
+            since=args.since,
+            until=args.until,
+            doc_ids=args.doc,
+            sources=args.source,
+            max_per_doc=args.max_per_doc,
+            neighbours=args.context,
+        )
+    if args.json:
+        _print_json([p.to_json() for p in passages])
+        return EXIT_OK
+    if not passages:
+        print("No passage matches; try other words, or widen the filters.")
+    for p in passages:
+        print(f"{p.rank}. {p.title} ({p.date or 'no date'})  score {p.score:.3f}")
+        print(f"   {p.doc_id} [{p.start}:{p.end}]")
+        body = p.context if p.context is not None else p.text
+        print(textwrap.indent(textwrap.fill(" ".join(body.split()), width=96), "   "))
+        print()
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "index": cmd_index,
     "remove": cmd_remove,
     "show": cmd_show,
     "status": cmd_status,
+    "search": cmd_search,
 }
 
 # Errors a user can fix; anything else is a bug and keeps its traceback.
-USER_ERRORS = (ConfigError, IndexMismatchError, ModelLoadError, NoIndexError, NotFoundError, StoreError)
+USER_ERRORS = (
+    ConfigError, IndexMismatchError, ModelLoadError, NoIndexError, NotFoundError, SearchError, StoreError,
+)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

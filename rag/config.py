@@ -16,6 +16,7 @@ from typing import Any
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 INDEX_TYPES = ("flat", "ivf")
+FUSIONS = ("convex", "rrf")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,10 @@ class Config:
     # "flat" is exact; "ivf" is approximate and meant for corpora of 100k+ chunks.
     index_type: str | None = None
     ivf_nprobe: int = 16
+    # Retrieval: how dense and keyword results are fused (see README "Retrieval quality").
+    fusion: str = "convex"
+    dense_weight: float = 0.5
+    candidates: int = 50
     batch_size: int = 32
     # Chunks gathered before one call to the encoder; larger lets the model sort by length.
     encode_group: int = 512
@@ -83,7 +88,11 @@ class Config:
             )
         if self.index_type is not None and self.index_type not in INDEX_TYPES:
             raise ConfigError(f"index_type={self.index_type!r} is unknown; choose one of {', '.join(INDEX_TYPES)}")
-        for name in ("batch_size", "encode_group", "ivf_nprobe"):
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"fusion={self.fusion!r} is unknown; choose one of {', '.join(FUSIONS)}")
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise ConfigError(f"dense_weight={self.dense_weight} must be between 0 and 1")
+        for name in ("batch_size", "encode_group", "ivf_nprobe", "candidates"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be 1 or more")
 
@@ -150,8 +159,10 @@ def _coerce(name: str, value: Any) -> Any:
     try:
         if kind == "int":
             return int(value)
+        if kind == "float":
+            return float(value)
         if kind == "Path":
             return Path(value)
         return str(value)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"setting {name}={value!r} must be a whole number") from exc
+        raise ConfigError(f"setting {name}={value!r} must be a {'whole ' if kind == 'int' else ''}number") from exc

@@ -10,7 +10,7 @@ a crash at any point leaves the store consistent and the FAISS file merely stale
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,13 +98,7 @@ class Indexer:
             skipped.extend(problems)
             kept = {doc.id for doc in documents}
             for doc in documents:
-                stored_hash = self.store.document_hash(doc.id)
-                if stored_hash == doc.content_hash:
-                    counts.unchanged += 1
-                    continue
-                chunks = self.chunk(doc)
-                pending.items.append((doc, chunks, stored_hash is not None))
-                pending.chunks += len(chunks)
+                self._consider(doc, pending, counts)
             for gone in set(self.store.document_ids_for_path(key)) - kept:
                 # A record that vanished from a file that is still there (a JSONL line).
                 if not any(p.path == key for p in problems):
@@ -119,7 +113,38 @@ class Indexer:
         self._flush(pending, counts)
         bar.close()
         counts.removed += self._remove_missing(found.roots, seen_paths)
+        return self._summary(counts, skipped, started)
 
+    def run_documents(self, documents: Iterable[Document], progress: bool | None = None) -> IndexSummary:
+        """Add or update documents that did not come from files (a question set's articles).
+
+        Nothing is removed: these documents have no folder to disappear from.
+        """
+        from tqdm import tqdm
+
+        started = time.perf_counter()
+        counts = _Counts()
+        pending = _Pending()
+        show = _stderr_is_tty() if progress is None else progress
+        for doc in tqdm(documents, desc="indexing", unit="doc", disable=not show, leave=False):
+            self._consider(doc, pending, counts)
+            if pending.chunks >= self.encode_group:
+                self._flush(pending, counts)
+                pending = _Pending()
+        self._flush(pending, counts)
+        return self._summary(counts, [], started)
+
+    def _consider(self, doc: Document, pending: _Pending, counts: _Counts) -> None:
+        """Queue ``doc`` for writing unless the store already holds exactly it."""
+        stored_hash = self.store.document_hash(doc.id)
+        if stored_hash == doc.content_hash:
+            counts.unchanged += 1
+            return
+        chunks = self.chunk(doc)
+        pending.items.append((doc, chunks, stored_hash is not None))
+        pending.chunks += len(chunks)
+
+    def _summary(self, counts: _Counts, skipped: list[Skipped], started: float) -> IndexSummary:
         totals = self.store.counts()
         return IndexSummary(
             added=counts.added,

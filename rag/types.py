@@ -47,6 +47,43 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk with where it came from and why it ranked where it did.
+
+    ``start``/``end`` are offsets into the document text. ``context_*`` widen the span to the
+    neighbouring chunks when asked for; otherwise they equal the chunk's own span.
+    """
+
+    rank: int
+    chunk_id: int
+    doc_id: str
+    title: str
+    source: str
+    date: str | None
+    start: int
+    end: int
+    text: str
+    score: float
+    dense_score: float | None = None  # cosine similarity, when the dense side found it
+    keyword_score: float | None = None  # BM25 (higher is better), when the keyword side found it
+    context_start: int | None = None
+    context_end: int | None = None
+    context: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "chunk_id": self.chunk_id,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "score": round(self.score, 6),
+        }
+
+
+@dataclass(frozen=True)
 class Skipped:
     """A file that could not become a document, and why (one line)."""
 

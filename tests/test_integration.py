@@ -69,3 +69,10 @@ def test_reindex_cycle_with_the_real_model(tmp_path: Path) -> None:
     assert_consistent(index_dir)
     with pytest.raises(IndexMismatchError, match="rag index --rebuild"):
         RAG.open(config=Config(index_dir=index_dir, model="hashing-64"))
+
+
+@pytest.mark.parametrize("mode", ["dense", "keyword", "hybrid"])
+def test_search_ranks_the_troops_passage_first_in_every_mode(sample_index: RAG, mode: str) -> None:
+    passages = sample_index.search("How many troops did the Afghan government have, according to Massoud?", mode=mode)
+    assert "300,000" in passages[0].text
+    assert passages[0].date == "2021-09-21"

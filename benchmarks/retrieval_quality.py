@@ -1,0 +1,110 @@
+"""Retrieval quality per mode and fusion setting on SQuAD-format sets.
+
+    python benchmarks/retrieval_quality.py [--datasets DIR] [--questions N] [--index-root DIR]
+
+Each set's articles are indexed once into INDEX_ROOT/<set> (incrementally: a rerun embeds
+nothing). A hit is a retrieved passage whose span contains a gold answer span. Reports hit@1,
+hit@5, hit@10 and MRR (over the top 10) per configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from eval.squad import Question, load_squad
+from rag import RAG
+from rag.retrieval import Retriever
+
+DEFAULT_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    mode: str
+    fusion: str = "convex"
+    dense_weight: float = 0.5
+    max_per_doc: int | None = None  # None: the default cap
+
+
+SETTINGS = [
+    Setting("dense", "dense"),
+    Setting("keyword", "keyword"),
+    Setting("rrf 0.5", "hybrid", "rrf", 0.5),
+    *[Setting(f"convex {w}", "hybrid", "convex", w) for w in (0.3, 0.4, 0.5, 0.6, 0.7)],
+    Setting("convex 0.5, no cap", "hybrid", "convex", 0.5, 10),
+]
+
+
+class CachedQueries:
+    """Embed each question once for all settings (the model is deterministic)."""
+
+    def __init__(self, encoder: object) -> None:
+        self.encoder = encoder
+        self.cache: dict[str, np.ndarray] = {}
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        (text,) = texts
+        if text not in self.cache:
+            self.cache[text] = self.encoder.encode_queries(texts)  # type: ignore[attr-defined]
+        return self.cache[text]
+
+
+def score(rag: RAG, questions: Iterable[Question], setting: Setting, queries: CachedQueries) -> dict[str, float]:
+    retriever = Retriever(
+        rag.store.db, lambda: queries, lambda: rag.vectors, rag.settings.model,  # type: ignore[arg-type, return-value]
+        fusion=setting.fusion, dense_weight=setting.dense_weight, candidates=rag.config.candidates,
+    )  # fmt: skip
+    hits = {1: 0, 5: 0, 10: 0}
+    mrr = 0.0
+    n = 0
+    for q in questions:
+        n += 1
+        passages = retriever.search(q.question, 10, setting.mode, max_per_doc=setting.max_per_doc).passages
+        for p in passages:
+            if any(s.doc_id == p.doc_id and p.start <= s.start and s.end <= p.end for s in q.spans):
+                mrr += 1 / p.rank
+                for k in hits:
+                    hits[k] += p.rank <= k
+                break
+    return {"hit@1": hits[1] / n, "hit@5": hits[5] / n, "hit@10": hits[10] / n, "mrr": mrr / n, "n": n}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", type=Path, default=DEFAULT_DATASETS)
+    parser.add_argument("--questions", type=int, default=2000, help="questions sampled per set (seed 0)")
+    parser.add_argument("--index-root", type=Path, default=Path("bench-out/indexes"))
+    parser.add_argument("--out", type=Path, default=Path("bench-out/retrieval_quality.json"))
+    args = parser.parse_args()
+    results = {}
+    print("| set | setting | hit@1 | hit@5 | hit@10 | MRR |\n|---|---|---|---|---|---|")
+    for path in sorted(args.datasets.glob("*.json")):
+        qset = load_squad(path)
+        questions = [q for q in qset.questions if q.spans]
+        random.Random(0).shuffle(questions)
+        questions = questions[: args.questions]
+        with RAG.open(args.index_root / path.stem) as rag:
+            rag.index_documents(qset.documents, progress=False)
+            queries = CachedQueries(rag.encoder)
+            for setting in SETTINGS:
+                got = score(rag, questions, setting, queries)
+                results[f"{path.stem}/{setting.name}"] = got
+                print(
+                    f"| {path.stem} | {setting.name} | {got['hit@1']:.3f} | {got['hit@5']:.3f} "
+                    f"| {got['hit@10']:.3f} | {got['mrr']:.3f} |",
+                    flush=True,
+                )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

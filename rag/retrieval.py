@@ -1,0 +1,485 @@
+"""Find the passages that answer a question: dense + keyword retrieval, fused, filtered, diverse.
+
+- dense: the question's embedding against FAISS (cosine similarity);
+- keyword: BM25 over the SQLite FTS5 index, kept in the same transactions as the chunks;
+- hybrid: both candidate lists are pooled, each candidate gets both scores (the missing one is
+  computed exactly rather than assumed zero), and they are fused (see ``FUSIONS``);
+- filters (date range, documents, sources) restrict both sides before ranking, not after, so
+  a narrow filter still fills k slots;
+- diversity: at most ``max_per_doc`` passages per document, unless nothing else is left.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rag.types import Passage
+
+if TYPE_CHECKING:
+    from embeddings import Encoder, VectorIndex
+
+MODES = ("dense", "keyword", "hybrid")
+RRF_K = 60
+
+# Words that carry no topic. A question is mostly these ("how many ... did the ..."); kept in
+# an OR query they match nearly every chunk and make BM25 slow without changing its ranking.
+STOPWORDS = frozenset(
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+        "s",
+        "t",
+    ]
+)
+
+
+class SearchError(ValueError):
+    """A search was asked for with a bad value; the message names it and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    since: str | None = None  # inclusive ISO dates; documents without a date are left out
+    until: str | None = None
+    doc_ids: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()  # substrings of a document's source or path
+
+    @property
+    def active(self) -> bool:
+        return bool(self.since or self.until or self.doc_ids or self.sources)
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """What a search did: the passages and how long each stage took."""
+
+    query: str
+    mode: str
+    passages: tuple[Passage, ...]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def parse_date(value: str | None, name: str, end: bool = False) -> str | None:
+    """``YYYY-MM-DD``, ``YYYY-MM`` or ``YYYY``; a partial date means its first (or, with
+    ``end``, last) day, so ``--until 2021`` includes all of 2021."""
+    if value is None:
+        return None
+    text = value.strip()
+    match = re.fullmatch(r"(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?", text)
+    try:
+        if not match:
+            raise ValueError
+        year, month, day = int(match[1]), match[2], match[3]
+        if month is None:
+            return date(year, 12 if end else 1, 31 if end else 1).isoformat()
+        if day is None:
+            first = date(year, int(month), 1)
+            if not end:
+                return first.isoformat()
+            following = date(year + (first.month == 12), first.month % 12 + 1, 1)
+            return date.fromordinal(following.toordinal() - 1).isoformat()
+        return date(year, int(month), int(day)).isoformat()
+    except ValueError:
+        raise SearchError(f"{name} {value!r} is not a date; use YYYY-MM-DD, YYYY-MM or YYYY") from None
+
+
+def keyword_query(question: str) -> str:
+    """An FTS5 query: the question's content words, each quoted, OR-ed together."""
+    words = list(dict.fromkeys(re.findall(r"\w+", question.lower())))
+    content = [w for w in words if w not in STOPWORDS] or words
+    return " OR ".join(f'"{w}"' for w in content)
+
+
+class Retriever:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        encoder: Callable[[], Encoder],
+        vectors: Callable[[], VectorIndex],
+        model: str,
+        fusion: str = "convex",
+        dense_weight: float = 0.5,
+        candidates: int = 50,
+    ) -> None:
+        self.db = db
+        self._encoder = encoder
+        self._vectors = vectors
+        self.model = model
+        self.fusion = fusion
+        self.dense_weight = dense_weight
+        self.candidates = candidates
+
+    # --- the public entry point -----------------------------------------------------------
+
+    def search(
+        self,
+        question: str,
+        k: int = 5,
+        mode: str = "hybrid",
+        filters: Filters | None = None,
+        max_per_doc: int | None = None,
+        neighbours: int = 0,
+    ) -> Retrieval:
+        filters = filters or Filters()
+        self._check(question, k, mode, filters, max_per_doc, neighbours)
+        timings: dict[str, float] = {}
+        allowed = self._allowed_ids(filters) if filters.active else None
+        pool = max(self.candidates, 4 * k)
+        dense: dict[int, float] = {}
+        keyword: dict[int, float] = {}
+        query_vector = None
+        if mode in ("dense", "hybrid") and allowed != set():
+            started = time.perf_counter()
+            query_vector = self._encoder().encode_queries([question])
+            timings["embed_ms"] = _ms(started)
+            started = time.perf_counter()
+            dense = self._dense(query_vector, pool, allowed)
+            timings["dense_ms"] = _ms(started)
+        if mode in ("keyword", "hybrid") and allowed != set():
+            started = time.perf_counter()
+            keyword = self._keyword(question, pool, filters)
+            timings["keyword_ms"] = _ms(started)
+        started = time.perf_counter()
+        if mode == "hybrid":
+            ranked = self._fuse(question, query_vector, dense, keyword)
+        else:
+            ranked = sorted((dense or keyword).items(), key=lambda item: -item[1])
+        cap = max_per_doc if max_per_doc is not None else default_cap(k)
+        passages = self._passages(ranked, k, cap, dense, keyword, neighbours)
+        timings["fuse_ms"] = _ms(started)
+        timings["total_ms"] = sum(timings.values())
+        return Retrieval(question, mode, tuple(passages), timings)
+
+    def _check(
+        self, question: str, k: int, mode: str, filters: Filters, max_per_doc: int | None, neighbours: int
+    ) -> None:
+        if not isinstance(question, str) or not question.strip():
+            raise SearchError("the question is empty; ask something, for example: rag search 'who won?'")
+        if k < 1:
+            raise SearchError(f"k={k} must be 1 or more")
+        if mode not in MODES:
+            raise SearchError(f"mode {mode!r} is unknown; choose one of {', '.join(MODES)}")
+        if max_per_doc is not None and max_per_doc < 1:
+            raise SearchError(f"max_per_doc={max_per_doc} must be 1 or more")
+        if neighbours < 0:
+            raise SearchError(f"neighbours={neighbours} must be 0 or more")
+        if filters.since and filters.until and filters.since > filters.until:
+            raise SearchError(f"since {filters.since} is after until {filters.until}; swap them")
+
+    # --- the two sides ------------------------------------------------------------------
+
+    def _dense(self, query: np.ndarray, pool: int, allowed: set[int] | None) -> dict[int, float]:
+        index = self._vectors()
+        ids_filter = np.fromiter(allowed, dtype=np.int64) if allowed is not None else None
+        scores, ids = index.search(query, pool, allowed_ids=ids_filter)
+        return {int(i): float(s) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0}
+
+    def _keyword(self, question: str, pool: int, filters: Filters) -> dict[int, float]:
+        match = keyword_query(question)
+        if not match:
+            return {}
+        where, params = _filter_sql(filters)
+        rows = self.db.execute(
+            "SELECT chunks_fts.rowid, -bm25(chunks_fts) FROM chunks_fts "
+            + ("JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id " if where else "")
+            + "WHERE chunks_fts MATCH ? "
+            + (f"AND {where} " if where else "")
+            + "ORDER BY bm25(chunks_fts) LIMIT ?",
+            (match, *params, pool),
+        ).fetchall()
+        return {int(rowid): float(score) for rowid, score in rows}
+
+    def _allowed_ids(self, filters: Filters) -> set[int]:
+        where, params = _filter_sql(filters)
+        rows = self.db.execute(f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", params)
+        return {int(r[0]) for r in rows}
+
+    # --- fusion -------------------------------------------------------------------------
+
+    def _fuse(
+        self, question: str, query_vector: np.ndarray | None, dense: dict[int, float], keyword: dict[int, float]
+    ) -> list[tuple[int, float]]:
+        pool = set(dense) | set(keyword)
+        if not pool:
+            return []
+        w = self.dense_weight
+        if self.fusion == "rrf":
+            dense_rank = {cid: r for r, cid in enumerate(sorted(dense, key=lambda c: -dense[c]), start=1)}
+            kw_rank = {cid: r for r, cid in enumerate(sorted(keyword, key=lambda c: -keyword[c]), start=1)}
+            fused = {
+                cid: (w / (RRF_K + dense_rank[cid]) if cid in dense_rank else 0.0)
+                + ((1 - w) / (RRF_K + kw_rank[cid]) if cid in kw_rank else 0.0)
+                for cid in pool
+            }
+        else:
+            # Give every candidate both scores, so one found by a single side is not penalised
+            # for what the other side's cut-off happened to leave out.
+            if query_vector is not None:
+                dense = {**self._cosines(query_vector, pool - set(dense)), **dense}
+            keyword = {**self._bm25_for(question, pool - set(keyword)), **keyword}
+            top = max(keyword.values(), default=0.0)
+            fused = {
+                cid: w * dense.get(cid, 0.0) + (1 - w) * (keyword.get(cid, 0.0) / top if top > 0 else 0.0)
+                for cid in pool
+            }
+        return sorted(fused.items(), key=lambda item: -item[1])
+
+    def _cosines(self, query_vector: np.ndarray, ids: set[int]) -> dict[int, float]:
+        """Exact cosine for chunks the dense side did not return, from the embedding cache."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            f"SELECT c.id, e.vector FROM chunks c JOIN embeddings e ON e.model = ? AND e.text_hash = c.text_hash "
+            f"WHERE c.id IN ({marks})",
+            (self.model, *ids),
+        ).fetchall()
+        return {int(cid): float(np.frombuffer(blob, dtype=np.float32) @ query_vector[0]) for cid, blob in rows}
+
+    def _bm25_for(self, question: str, ids: set[int]) -> dict[int, float]:
+        """BM25 for chunks the keyword side did not return (0 when no query word occurs)."""
+        match = keyword_query(question)
+        if not ids or not match:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            f"SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid IN ({marks})",
+            (match, *ids),
+        ).fetchall()
+        return {int(rowid): float(score) for rowid, score in rows}
+
+    # --- passages -----------------------------------------------------------------------
+
+    def _passages(
+        self,
+        ranked: list[tuple[int, float]],
+        k: int,
+        cap: int,
+        dense: dict[int, float],
+        keyword: dict[int, float],
+        neighbours: int,
+    ) -> list[Passage]:
+        if not ranked:
+            return []
+        rows = self._chunk_rows([cid for cid, _ in ranked])
+        chosen: list[tuple[int, float]] = []
+        overflow: list[tuple[int, float]] = []
+        per_doc: dict[str, int] = {}
+        for cid, score in ranked:
+            if cid not in rows:
+                continue  # removed since the candidate lists were made
+            doc_id = rows[cid][0]
+            if per_doc.get(doc_id, 0) < cap:
+                per_doc[doc_id] = per_doc.get(doc_id, 0) + 1
+                chosen.append((cid, score))
+            else:
+                overflow.append((cid, score))
+            if len(chosen) == k:
+                break
+        # The cap spreads the slots; it never leaves a slot empty that a passage could fill.
+        chosen.extend(overflow[: k - len(chosen)])
+        passages = []
+        for rank, (cid, score) in enumerate(chosen, start=1):
+            doc_id, _, start, end, text, title, source, doc_date = rows[cid]
+            passages.append(
+                Passage(
+                    rank=rank,
+                    chunk_id=cid,
+                    doc_id=doc_id,
+                    title=title,
+                    source=source,
+                    date=doc_date,
+                    start=start,
+                    end=end,
+                    text=text,
+                    score=score,
+                    dense_score=dense.get(cid),
+                    keyword_score=keyword.get(cid),
+                )
+            )
+        if neighbours:
+            passages = [self._with_context(p, rows[p.chunk_id][1], neighbours) for p in passages]
+        return passages
+
+    def _chunk_rows(self, ids: Sequence[int]) -> dict[int, tuple[str, int, int, int, str, str, str, str | None]]:
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            "SELECT c.id, c.doc_id, c.ordinal, c.start, c.end, c.text, d.title, d.source, d.date "
+            f"FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+            tuple(ids),
+        ).fetchall()
+        return {int(row[0]): tuple(row[1:]) for row in rows}
+
+    def _with_context(self, passage: Passage, ordinal: int, neighbours: int) -> Passage:
+        start, end = self.db.execute(
+            "SELECT min(start), max(end) FROM chunks WHERE doc_id = ? AND ordinal BETWEEN ? AND ?",
+            (passage.doc_id, ordinal - neighbours, ordinal + neighbours),
+        ).fetchone()
+        # SQLite's substr counts characters (code points) from 1, as Python's str indexes from 0.
+        (context,) = self.db.execute(
+            "SELECT substr(text, ?, ?) FROM documents WHERE id = ?", (start + 1, end - start, passage.doc_id)
+        ).fetchone()
+        return replace(passage, context_start=start, context_end=end, context=context)
+
+
+def default_cap(k: int) -> int:
+    """At most half the slots (rounded up) per document: one long article cannot fill them all."""
+    return max(1, math.ceil(k / 2))
+
+
+def _filter_sql(filters: Filters) -> tuple[str, list[str]]:
+    clauses: list[str] = []
+    params: list[str] = []
+    if filters.since:
+        clauses.append("d.date >= ?")
+        params.append(filters.since)
+    if filters.until:
+        clauses.append("d.date <= ?")
+        params.append(filters.until)
+    if filters.doc_ids:
+        clauses.append(f"d.id IN ({','.join('?' * len(filters.doc_ids))})")
+        params.extend(filters.doc_ids)
+    if filters.sources:
+        clauses.append(
+            "(" + " OR ".join("instr(d.source, ?) > 0 OR instr(d.path, ?) > 0" for _ in filters.sources) + ")"
+        )
+        for source in filters.sources:
+            params.extend([source, source])
+    return " AND ".join(clauses), params
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,182 @@
+"""Search through the public API: modes, fusion, filters, diversity, context and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rag import RAG, Config
+from rag.retrieval import SearchError, keyword_query, parse_date
+from tests.conftest import article, write
+
+
+@pytest.fixture
+def news(rag: RAG, tmp_path: Path) -> RAG:
+    feed = [
+        {"id": "flood", "date": "2021-03-02", "title": "Floods", "url": "https://a.example/flood",
+         "text": "Heavy rain flooded the river valley. Farmers lost their harvest to the water."},
+        {"id": "election", "date": "2021-09-21", "title": "Election", "url": "https://b.example/vote",
+         "text": "The election was won by the green party. Turnout reached seventy percent."},
+        {"id": "budget", "date": "2022-01-10", "title": "Budget", "url": "https://b.example/budget",
+         "text": "The finance minister presented the budget. Taxes on fuel will rise next spring."},
+        {"id": "undated", "title": "Undated", "text": "The river valley museum opens on Sunday."},
+    ]  # fmt: skip
+    long_doc = " ".join(f"The river valley report, part {i}, describes water levels." for i in range(80))
+    feed.append({"id": "long", "date": "2021-05-05", "title": "Long", "text": long_doc})
+    write(tmp_path / "feed.jsonl", "\n".join(json.dumps(r) for r in feed))
+    rag.index([tmp_path / "feed.jsonl"], progress=False)
+    return rag
+
+
+@pytest.mark.parametrize("mode", ["dense", "keyword", "hybrid"])
+def test_each_mode_finds_the_document_that_answers(news: RAG, mode: str) -> None:
+    passages = news.search("Which party won the election?", k=3, mode=mode)
+    assert passages[0].doc_id == "election"
+    assert [p.rank for p in passages] == list(range(1, len(passages) + 1))
+    scores = [p.score for p in passages]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_passages_carry_exact_offsets_and_metadata(news: RAG) -> None:
+    for p in news.search("fuel taxes budget", k=5):
+        assert news.document(p.doc_id).text[p.start : p.end] == p.text
+    top = news.search("fuel taxes budget", k=1)[0]
+    assert (top.doc_id, top.title, top.date, top.source) == (
+        "budget",
+        "Budget",
+        "2022-01-10",
+        "https://b.example/budget",
+    )
+
+
+def test_hybrid_gives_every_candidate_both_scores(news: RAG) -> None:
+    top = news.search("Which party won the election?", k=1, mode="hybrid")[0]
+    assert top.dense_score is not None and top.keyword_score is not None
+    assert top.score == pytest.approx(0.5 * top.dense_score + 0.5 * 1.0)  # the best BM25 scales to 1
+
+
+def test_rrf_fusion_is_selectable(news: RAG) -> None:
+    rrf = RAG(news.config.replace(fusion="rrf"), news.store, news.settings)
+    rrf._encoder, rrf._vectors = news._encoder, news._vectors
+    top = rrf.search("Which party won the election?", k=1)[0]
+    assert top.doc_id == "election" and top.score == pytest.approx(0.5 / 61 + 0.5 / 61)
+
+
+def test_date_filters_restrict_before_ranking(news: RAG) -> None:
+    in_2021 = news.search("river water", k=10, since="2021", until="2021-12-31")
+    assert {p.doc_id for p in in_2021} == {"flood", "election", "long"}  # 2022 and undated left out
+    assert all("2021-01-01" <= (p.date or "") <= "2021-12-31" for p in in_2021)
+    assert [p.doc_id for p in news.search("river", k=5, since="2022-01")] == ["budget"]
+    assert news.search("river", until="2020") == []  # undated documents never match a date filter
+
+
+def test_document_and_source_filters(news: RAG) -> None:
+    assert {p.doc_id for p in news.search("river", k=5, doc_ids=["undated"])} == {"undated"}
+    assert {p.doc_id for p in news.search("the", k=5, sources=["b.example"])} == {"election", "budget"}
+
+
+def test_one_long_document_does_not_fill_every_slot(news: RAG) -> None:
+    capped = news.search("river valley water levels", k=4, mode="keyword")
+    assert sum(p.doc_id == "long" for p in capped) == 2  # half of k
+    assert len(capped) == 4
+    uncapped = news.search("river valley water levels", k=4, mode="keyword", max_per_doc=4)
+    assert all(p.doc_id == "long" for p in uncapped)
+
+
+def test_the_cap_never_leaves_a_slot_empty(news: RAG) -> None:
+    only_long = news.search("water levels", k=6, doc_ids=["long"])
+    assert len(only_long) == 6 and {p.doc_id for p in only_long} == {"long"}
+
+
+def test_neighbouring_text_is_returned_as_context(news: RAG) -> None:
+    p = news.search("part 40 water levels", k=1, doc_ids=["long"], neighbours=1)[0]
+    text = news.document("long").text
+    assert p.context_start is not None and p.context_end is not None
+    assert p.context_start < p.start and p.end < p.context_end
+    assert p.context == text[p.context_start : p.context_end]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"question": "   "}, "the question is empty"),
+        ({"question": "x", "k": 0}, "k=0 must be 1 or more"),
+        ({"question": "x", "k": -3}, "k=-3 must be 1 or more"),
+        ({"question": "x", "mode": "semantic"}, "mode 'semantic' is unknown; choose one of dense, keyword, hybrid"),
+        ({"question": "x", "since": "21/09/2021"}, "since '21/09/2021' is not a date; use YYYY-MM-DD"),
+        ({"question": "x", "until": "2021-02-30"}, "until '2021-02-30' is not a date"),
+        ({"question": "x", "since": "2022", "until": "2021"}, "since 2022-01-01 is after until 2021-12-31"),
+        ({"question": "x", "max_per_doc": 0}, "max_per_doc=0 must be 1 or more"),
+    ],
+)
+def test_bad_input_names_the_value(news: RAG, kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(SearchError, match=message.replace("(", r"\(")):
+        news.search(**kwargs)  # type: ignore[arg-type]
+
+
+def test_an_empty_index_says_how_to_fill_it(rag: RAG) -> None:
+    with pytest.raises(SearchError, match=r"holds no documents yet; add some with `rag index PATH`"):
+        rag.search("anything")
+
+
+def test_a_question_of_only_punctuation_finds_nothing_by_keyword(news: RAG) -> None:
+    assert news.search("?!", mode="keyword") == []
+    assert keyword_query("?!") == ""
+
+
+def test_keyword_query_drops_stopwords_and_quotes_terms() -> None:
+    assert keyword_query('How many "troops" did the government have?') == '"many" OR "troops" OR "government"'
+    assert keyword_query("the and of") == '"the" OR "and" OR "of"'  # all stopwords: keep them
+
+
+def test_partial_dates_expand_to_whole_periods() -> None:
+    assert parse_date("2024-02", "until", end=True) == "2024-02-29"
+    assert parse_date("2023-12", "until", end=True) == "2023-12-31"
+    assert parse_date("2023", "since") == "2023-01-01"
+
+
+def test_search_sees_reindexed_and_removed_documents(rag: RAG, tmp_path: Path) -> None:
+    a = write(tmp_path / "f" / "a.txt", "Zebras graze on the savanna.")
+    write(tmp_path / "f" / "b.txt", article(3))
+    rag.index([tmp_path / "f"], progress=False)
+    assert rag.search("zebras savanna", k=1, mode="keyword")[0].text == "Zebras graze on the savanna."
+    a.write_text("Penguins swim in cold water.", encoding="utf-8")
+    rag.index([tmp_path / "f"], progress=False)
+    assert rag.search("zebras savanna", mode="keyword") == []
+    assert rag.search("penguins", k=1, mode="dense")[0].text == "Penguins swim in cold water."
+    a.unlink()
+    rag.index([tmp_path / "f"], progress=False)
+    assert all("Penguins" not in p.text for p in rag.search("penguins", k=5))
+
+
+def test_cli_search_json_and_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rag.cli import main
+    from tests.conftest import SAMPLE_ARTICLES
+
+    idx = str(tmp_path / "idx")
+    assert main(["index", str(SAMPLE_ARTICLES), "--index-dir", idx, "--model", "hashing-64"]) == 0
+    capsys.readouterr()
+    assert main(["search", "Panjshir Valley resistance", "-k", "2", "--index-dir", idx, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [list(r) for r in results] == [["rank", "doc_id", "title", "chunk_id", "start", "end", "text", "score"]] * 2
+    assert main(["search", "Panjshir Valley resistance", "-k", "1", "--index-dir", idx]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("1. 000 f564f0beba51ee61 (2021-09-21)  score ")
+    assert main(["search", "x", "--mode", "nope", "--index-dir", idx]) == 2
+    assert "mode 'nope' is unknown" in capsys.readouterr().err
+
+
+def test_ivf_index_searches_with_filters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from embeddings import vector_index
+
+    monkeypatch.setattr(vector_index, "IVF_MIN_VECTORS", 300)
+    config = Config(index_dir=tmp_path / "ivf", model="hashing-64", index_type="ivf", ivf_nprobe=64)
+    records = [{"id": f"d{i}", "date": f"20{10 + i % 10}-01-01", "text": article(i, words=240)} for i in range(60)]
+    write(tmp_path / "many.jsonl", "\n".join(json.dumps(r) for r in records))
+    with RAG.open(config=config) as rag:
+        rag.index([tmp_path / "many.jsonl"], progress=False)
+        assert rag.vectors.is_approximate
+        hits = rag.search("Article 7 sentence 3", k=3, since="2017", until="2017", mode="dense")
+        assert hits and {p.date for p in hits} == {"2017-01-01"}
