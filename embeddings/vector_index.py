@@ -24,6 +24,7 @@ import numpy.typing as npt
 _MAGIC = b"RAGFAISS1\n"
 IVF_MIN_VECTORS = 20_000
 _TRAIN_SAMPLE = 100_000
+_CORES = os.cpu_count() or 1
 
 Ids = npt.NDArray[np.int64]
 Vectors = npt.NDArray[np.float32]
@@ -77,6 +78,9 @@ class VectorIndex:
             shape = (len(queries), max(k, 0))
             return np.zeros(shape, dtype=np.float32), np.full(shape, -1, dtype=np.int64)
         k = min(k, self.count)
+        # One query scans memory at bandwidth speed; OpenMP's thread start-up costs more than a
+        # second thread gains (8.7 vs 13 ms at 100k x 384 here). Batches keep every core.
+        faiss.omp_set_num_threads(1 if len(queries) < 8 else _CORES)
         if allowed_ids is None:
             scores, ids = self._index.search(queries, k)
             return scores, ids

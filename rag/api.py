@@ -106,6 +106,8 @@ class RAG:
         return cls(config, store, wanted)
 
     def close(self) -> None:
+        if self._retriever is not None:
+            self._retriever.close()
         self.store.close()
 
     def __enter__(self) -> RAG:
@@ -264,7 +266,7 @@ class RAG:
         neighbours: int = 0,
     ) -> Retrieval:
         """Search, returning the passages with per-stage timings."""
-        if self.store.counts()["chunks"] == 0:
+        if self.store.is_empty():
             raise SearchError(f"the index in {self.dir} holds no documents yet; add some with `rag index PATH`")
         return self.retriever.search(question, k, mode, filters, max_per_doc, neighbours)
 
@@ -297,6 +299,7 @@ class RAG:
     def retriever(self) -> Retriever:
         if self._retriever is None:
             self._retriever = Retriever(
+                self.store.path,
                 self.store.db,
                 encoder=lambda: self.encoder,
                 vectors=lambda: self.vectors,

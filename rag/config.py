@@ -79,6 +79,8 @@ class Config:
     encode_group: int = 512
 
     def __post_init__(self) -> None:
+        if not isinstance(self.index_dir, Path):  # accept a str from Python callers too
+            object.__setattr__(self, "index_dir", Path(self.index_dir))
         if self.chunk_tokens is not None and self.chunk_tokens < 16:
             raise ConfigError(f"chunk_tokens={self.chunk_tokens} is too small; use 16 or more")
         tokens = IndexSettings.chunk_tokens if self.chunk_tokens is None else self.chunk_tokens

@@ -263,6 +263,10 @@ class Store:
 
     # --- facts --------------------------------------------------------------------------
 
+    def is_empty(self) -> bool:
+        """No chunks at all; constant time, unlike counting."""
+        return bool(self.db.execute("SELECT NOT EXISTS (SELECT 1 FROM chunks)").fetchone()[0])
+
     def counts(self) -> dict[str, int]:
         documents = self.db.execute("SELECT count(*) FROM documents").fetchone()[0]
         chunks = self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
