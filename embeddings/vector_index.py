@@ -117,6 +117,12 @@ class VectorIndex:
         ivf.add_with_ids(vectors, ids)
         self._index = ivf
 
+    def set_nprobe(self, nprobe: int) -> None:
+        """Clusters an approximate index searches: more finds more of the exact top k, slower."""
+        self.nprobe = nprobe
+        if self.is_approximate:
+            self._index.nprobe = nprobe
+
     # --- persistence --------------------------------------------------------------------
 
     def save(self, path: Path, stamp: dict[str, Any]) -> None:

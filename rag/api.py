@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,11 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag.config import Config, IndexSettings
+from rag.answering.backends import LLMBackend, backend_from_config
+from rag.answering.extractive import ExtractiveAnswerer
+from rag.answering.llm import LLMAnswerer
+from rag.config import ANSWERERS, Config, IndexSettings
+from rag.conversation import History, heuristic_query, llm_query
 from rag.indexer import Indexer
 from rag.retrieval import Filters, Retrieval, Retriever, SearchError, parse_date
 from rag.store import SCHEMA_VERSION, Store
-from rag.types import Document, IndexSummary, Passage
+from rag.types import Answer, Document, IndexSummary, Passage
 
 log = logging.getLogger("rag")
 
@@ -60,6 +65,7 @@ class RAG:
         self._vectors: VectorIndex | None = None
         self._vectors_dirty = False
         self._retriever: Retriever | None = None
+        self._llm: LLMBackend | None = None
 
     @classmethod
     def open(
@@ -294,6 +300,94 @@ class RAG:
             sources=tuple(sources),
         )
         return list(self.retrieve(question, k, mode, filters, max_per_doc, neighbours).passages)
+
+    def ask(
+        self,
+        question: str,
+        history: History | None = None,
+        answerer: str | None = None,
+        filters: Filters | None = None,
+        mode: str = "hybrid",
+        k: int | None = None,
+    ) -> Answer:
+        """Answer ``question`` from the indexed documents, citing exact spans.
+
+        ``history`` holds earlier (question, answer) pairs, oldest first; a follow-up question
+        is rewritten for retrieval (``Answer.query`` shows what was searched).
+        """
+        answer: Answer | None = None
+        for event in self.ask_stream(question, history, answerer, filters, mode, k):
+            if isinstance(event, Answer):
+                answer = event
+        assert answer is not None  # ask_stream always ends with the Answer
+        return answer
+
+    def ask_stream(
+        self,
+        question: str,
+        history: History | None = None,
+        answerer: str | None = None,
+        filters: Filters | None = None,
+        mode: str = "hybrid",
+        k: int | None = None,
+    ) -> Iterator[str | Answer]:
+        """Like ``ask``, but yields the answer's text as it is written, then the ``Answer``."""
+        began = time.perf_counter()
+        name = answerer or self.config.answerer
+        if name not in ANSWERERS:
+            raise SearchError(f"answerer {name!r} is unknown; choose one of {', '.join(ANSWERERS)}")
+        if not isinstance(question, str) or not question.strip():
+            raise SearchError("the question is empty; ask something, for example: rag ask 'who won?'")
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        if history and name == "llm":
+            query = llm_query(question, history, self.llm.complete)
+        else:
+            query = heuristic_query(question, history)
+        timings["rewrite_ms"] = (time.perf_counter() - started) * 1000
+        retrieval = self.retrieve(query, k or self.config.answer_passages, mode, filters)
+        timings.update({f"retrieval_{key}": value for key, value in retrieval.timings_ms.items()})
+        started = time.perf_counter()
+        if name == "llm":
+            draft = None
+            for piece in self.llm_answerer.stream(question, retrieval.passages):
+                if isinstance(piece, str):
+                    yield piece
+                else:
+                    draft = piece
+            assert draft is not None
+        else:
+            draft = self.extractive.answer(question, retrieval.passages)
+            yield draft.text
+        timings["answer_ms"] = (time.perf_counter() - started) * 1000
+        timings["total_ms"] = (time.perf_counter() - began) * 1000
+        yield Answer(
+            question=question,
+            query=query,
+            text=draft.text,
+            answerable=draft.answerable,
+            sentences=draft.sentences,
+            citations=draft.citations,
+            passages=retrieval.passages,
+            timings_ms=timings,
+            answerer=name,
+            prompt=draft.prompt,
+            raw_output=draft.raw_output,
+        )
+
+    @property
+    def extractive(self) -> ExtractiveAnswerer:
+        return ExtractiveAnswerer(lambda: self.encoder, self.config.abstain_threshold)
+
+    @property
+    def llm(self) -> LLMBackend:
+        if self._llm is None:
+            self._llm = backend_from_config(self.config)
+        return self._llm
+
+    @property
+    def llm_answerer(self) -> LLMAnswerer:
+        return LLMAnswerer(self.llm, lambda: self.encoder, max_tokens=self.config.llm_max_tokens)
 
     @property
     def retriever(self) -> Retriever:

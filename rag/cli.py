@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from embeddings.encoder import ModelLoadError
+from rag.answering.backends import LLMError
 from rag.api import RAG, IndexMismatchError, NoIndexError, NotFoundError
-from rag.config import INDEX_TYPES, Config, ConfigError
-from rag.retrieval import SearchError
+from rag.config import ANSWERERS, INDEX_TYPES, Config, ConfigError
+from rag.retrieval import Filters, SearchError, parse_date
 from rag.store import StoreError
 from rag.types import IndexSummary
 
@@ -95,6 +96,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--context", type=int, default=0, metavar="N", help="also show N neighbouring chunks each side")
     _common(search)
+
+    ask = commands.add_parser(
+        "ask",
+        help="answer a question from the documents, citing the exact spans it rests on",
+        description=(
+            "The extractive answerer (default) quotes the source sentences that answer the question; "
+            "the llm answerer asks a language model and checks every sentence against what it cites."
+        ),
+    )
+    ask.add_argument("question", metavar="QUESTION")
+    ask.add_argument("--answerer", choices=ANSWERERS, help="extractive (default, offline) or llm")
+    ask.add_argument("-k", type=int, help="passages to answer from (default 5)")
+    ask.add_argument("--mode", default="hybrid", help="retrieval mode: hybrid (default), dense or keyword")
+    ask.add_argument("--since", metavar="DATE", help="only documents dated on or after DATE")
+    ask.add_argument("--until", metavar="DATE", help="only documents dated on or before DATE")
+    ask.add_argument("--llm-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1")
+    ask.add_argument("--llm-model", help="model name to send to that server")
+    ask.add_argument("--gguf", help="a GGUF file to run in-process, or 'smollm2' for the bundled tiny model")
+    ask.add_argument("--show-prompt", action="store_true", help="print the exact prompt sent to the LLM")
+    _common(ask)
     return parser
 
 
@@ -208,17 +229,52 @@ def cmd_search(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ask(args: argparse.Namespace) -> int:
+    config = _config(args).replace(
+        **{
+            key: value
+            for key, value in (("llm_base_url", args.llm_url), ("llm_model", args.llm_model), ("llm_gguf", args.gguf))
+            if value is not None
+        }
+    )
+    filters = Filters(since=parse_date(args.since, "since"), until=parse_date(args.until, "until", end=True))
+    with RAG.open(config=config, create=False) as rag:
+        answer = rag.ask(args.question, answerer=args.answerer, filters=filters, mode=args.mode, k=args.k)
+    if args.json:
+        _print_json(answer.to_json())
+        return EXIT_OK
+    if args.show_prompt and answer.prompt:
+        print(answer.prompt, end="\n\n---\n\n")
+    print(textwrap.fill(answer.text, width=100))
+    if not answer.answerable:
+        print("\n(answerable: no; the closest passages were:)")
+        for p in answer.passages[:3]:
+            print(f"  - {p.title} ({p.date or 'no date'}): {textwrap.shorten(p.text, 90)}")
+        return EXIT_OK
+    for sentence in answer.flagged:
+        why = "cites nothing" if not sentence.cited else f"weakly supported ({sentence.support:.2f})"
+        print(f"  ! {why}: {textwrap.shorten(sentence.text, 80)}")
+    print()
+    for c in answer.citations:
+        print(f"[{c.n}] {c.title} ({c.date or 'no date'}) · {c.source} · chars {c.start}-{c.end}")
+        print(textwrap.indent(textwrap.fill(f"“{c.quote}”", width=96), "    "))
+    if answer.query != answer.question:
+        print(f"\n(searched for: {answer.query})")
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "index": cmd_index,
     "remove": cmd_remove,
     "show": cmd_show,
     "status": cmd_status,
     "search": cmd_search,
+    "ask": cmd_ask,
 }
 
 # Errors a user can fix; anything else is a bug and keeps its traceback.
 USER_ERRORS = (
-    ConfigError, IndexMismatchError, ModelLoadError, NoIndexError, NotFoundError, SearchError, StoreError,
+    ConfigError, IndexMismatchError, LLMError, ModelLoadError, NoIndexError, NotFoundError, SearchError, StoreError,
 )  # fmt: skip
 
 

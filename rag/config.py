@@ -16,6 +16,7 @@ from typing import Any
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 INDEX_TYPES = ("flat", "ivf")
+ANSWERERS = ("extractive", "llm")
 FUSIONS = ("convex", "rrf")
 
 
@@ -74,6 +75,17 @@ class Config:
     fusion: str = "convex"
     dense_weight: float = 0.5
     candidates: int = 50
+    # Answering. "extractive" needs no LLM; "llm" needs llm_base_url (an OpenAI-compatible
+    # server) or llm_gguf (a GGUF file run in-process by llama-cpp-python).
+    answerer: str = "extractive"
+    answer_passages: int = 5
+    abstain_threshold: float = 0.45
+    llm_base_url: str | None = None
+    llm_model: str = "default"
+    # The NAME of the environment variable holding the API key; keys are never stored.
+    llm_api_key_env: str = "RAG_LLM_API_KEY"
+    llm_gguf: str | None = None
+    llm_max_tokens: int = 384
     batch_size: int = 32
     # Chunks gathered before one call to the encoder; larger lets the model sort by length.
     encode_group: int = 512
@@ -94,7 +106,9 @@ class Config:
             raise ConfigError(f"fusion={self.fusion!r} is unknown; choose one of {', '.join(FUSIONS)}")
         if not 0.0 <= self.dense_weight <= 1.0:
             raise ConfigError(f"dense_weight={self.dense_weight} must be between 0 and 1")
-        for name in ("batch_size", "encode_group", "ivf_nprobe", "candidates"):
+        if self.answerer not in ANSWERERS:
+            raise ConfigError(f"answerer={self.answerer!r} is unknown; choose one of {', '.join(ANSWERERS)}")
+        for name in ("batch_size", "encode_group", "ivf_nprobe", "candidates", "answer_passages", "llm_max_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be 1 or more")
 
@@ -144,6 +158,9 @@ class Config:
 
 
 _FIELDS = {f.name: f for f in fields(Config)}
+# RAG_* variables that are not settings: the config file's name, the default API key variable
+# and the device override read by the encoder.
+_NOT_SETTINGS = {"RAG_CONFIG", "RAG_LLM_API_KEY", "RAG_DEVICE"}
 
 
 def _checked(values: Mapping[str, Any], where: str) -> dict[str, Any]:

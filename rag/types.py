@@ -117,3 +117,93 @@ class IndexSummary:
             "embedded": self.embedded,
             "seconds": round(self.seconds, 3),
         }
+
+
+@dataclass(frozen=True)
+class Citation:
+    """An exact span of a source document that supports part of an answer.
+
+    ``quote == document.text[start:end]`` always; ``score`` is how well the span supports the
+    sentence that cites it (0 to 1).
+    """
+
+    n: int
+    doc_id: str
+    title: str
+    source: str
+    date: str | None
+    start: int
+    end: int
+    quote: str
+    score: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "source": self.source,
+            "date": self.date,
+            "start": self.start,
+            "end": self.end,
+            "quote": self.quote,
+            "score": round(self.score, 4),
+        }
+
+
+@dataclass(frozen=True)
+class AnswerSentence:
+    """One sentence of an answer, the citations it rests on, and whether they support it."""
+
+    text: str
+    citations: tuple[int, ...]  # Citation.n values
+    support: float  # best support score among its citations; 0 when uncited
+    supported: bool
+
+    @property
+    def cited(self) -> bool:
+        return bool(self.citations)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "citations": list(self.citations),
+            "support": round(self.support, 4),
+            "supported": self.supported,
+            "cited": self.cited,
+        }
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Everything that explains an answer; the CLI, the web chat and the evaluation read this."""
+
+    question: str
+    query: str  # what retrieval actually searched for (a follow-up is rewritten)
+    text: str  # the answer with [n] markers
+    answerable: bool
+    sentences: tuple[AnswerSentence, ...]
+    citations: tuple[Citation, ...]
+    passages: tuple[Passage, ...]
+    timings_ms: dict[str, float]
+    answerer: str
+    prompt: str | None = None  # the exact messages sent to an LLM, when one answered
+    raw_output: str | None = None  # what the LLM wrote, before parsing
+
+    @property
+    def flagged(self) -> tuple[AnswerSentence, ...]:
+        """Sentences with no citation, or whose citations do not support them."""
+        return tuple(s for s in self.sentences if not s.supported)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "answerable": self.answerable,
+            "citations": [c.to_json() for c in self.citations],
+            "passages": [p.to_json() for p in self.passages],
+            "query": self.query,
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "sentences": [s.to_json() for s in self.sentences],
+            "answerer": self.answerer,
+        }

@@ -179,5 +179,7 @@ def test_vector_index_round_trip_remove_and_ivf(tmp_path: Path, monkeypatch: pyt
         assert stamp["generation"] == 7 and loaded.count == 700 and loaded.is_approximate == (kind == "ivf")
         _, found = loaded.search(vectors[100:110], 1)
         assert found[:, 0].tolist() == ids[100:110].tolist()
+        loaded.set_nprobe(1)  # fewer clusters searched: still answers, maybe less exactly
+        assert loaded.search(vectors[100:101], 5)[1].shape == (1, 5)
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
     assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path))

@@ -1,0 +1,38 @@
+"""Answer metrics with SQuAD's normalisation (lower case, no punctuation, articles or extra spaces)."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Iterable
+
+_PUNCTUATION = set(string.punctuation) | {"“", "”", "‘", "’", "–", "—"}
+
+
+def normalise(text: str) -> str:
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, golds: Iterable[str]) -> float:
+    return float(any(normalise(prediction) == normalise(g) for g in golds))
+
+
+def token_f1(prediction: str, golds: Iterable[str]) -> float:
+    best = 0.0
+    predicted = normalise(prediction).split()
+    for gold in golds:
+        wanted = normalise(gold).split()
+        common = sum((Counter(predicted) & Counter(wanted)).values())
+        if common:
+            precision, recall = common / len(predicted), common / len(wanted)
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def contains_answer(prediction: str, golds: Iterable[str]) -> float:
+    """Whether the normalised prediction contains a normalised gold answer."""
+    text = f" {normalise(prediction)} "
+    return float(any(normalise(g) and f" {normalise(g)} " in text for g in golds))

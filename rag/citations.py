@@ -1,0 +1,85 @@
+"""Sentences of retrieved passages with exact document offsets, and support checks.
+
+Both answerers work on ``SourceSentence``s: the extractive one picks some, the LLM one is
+shown them numbered ``[passage.sentence]`` and cites them. Either way a citation is built from
+a ``SourceSentence``'s own offsets, so its quote is exactly ``document.text[start:end]``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rag.chunking import sentence_spans
+from rag.retrieval import STOPWORDS
+from rag.types import Citation, Passage
+
+
+@dataclass(frozen=True)
+class SourceSentence:
+    passage: int  # 1-based passage number, as shown to an LLM
+    number: int  # 1-based sentence number within the passage
+    doc_id: str
+    start: int  # offsets into the document text
+    end: int
+    text: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.passage}.{self.number}"
+
+
+def source_sentences(passages: Sequence[Passage]) -> list[SourceSentence]:
+    """Every sentence of every passage, numbered per passage, with document offsets."""
+    out: list[SourceSentence] = []
+    for p_number, passage in enumerate(passages, start=1):
+        for s_number, (start, end) in enumerate(sentence_spans(passage.text), start=1):
+            out.append(
+                SourceSentence(
+                    passage=p_number,
+                    number=s_number,
+                    doc_id=passage.doc_id,
+                    start=passage.start + start,
+                    end=passage.start + end,
+                    text=passage.text[start:end],
+                )
+            )
+    return out
+
+
+_SUFFIXES = ("ing", "ed", "es", "ly", "s")
+
+
+def _stem(word: str) -> str:
+    for suffix in _SUFFIXES:
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased, lightly stemmed words that carry meaning (numbers included)."""
+    return {_stem(w) for w in re.findall(r"\w+", text.lower()) if w not in STOPWORDS}
+
+
+def coverage(needle: str, haystack: str) -> float:
+    """Share of ``needle``'s content words that occur in ``haystack`` (0 to 1)."""
+    wanted = content_words(needle)
+    if not wanted:
+        return 0.0
+    return len(wanted & content_words(haystack)) / len(wanted)
+
+
+def citation_for(n: int, sentence: SourceSentence, passage: Passage, score: float) -> Citation:
+    return Citation(
+        n=n,
+        doc_id=sentence.doc_id,
+        title=passage.title,
+        source=passage.source,
+        date=passage.date,
+        start=sentence.start,
+        end=sentence.end,
+        quote=sentence.text,
+        score=score,
+    )
