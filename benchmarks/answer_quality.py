@@ -27,7 +27,18 @@ from rag.answering.extractive import _unique
 from rag.citations import coverage, source_sentences
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-MIXES = [(1.0, 0.0), (0.8, 0.2), (0.6, 0.4), (0.5, 0.5), (0.4, 0.6)]
+# (selection mix, abstention mix), each as (semantic, lexical) weights. The sentence shown is
+# the best by the first; whether to answer at all is decided on the best by the second.
+MIXES = [
+    ((1.0, 0.0), (1.0, 0.0)),
+    ((0.8, 0.2), (0.8, 0.2)),
+    ((0.6, 0.4), (0.6, 0.4)),
+    ((0.5, 0.5), (0.5, 0.5)),
+    ((0.4, 0.6), (0.4, 0.6)),
+    ((0.6, 0.4), (0.8, 0.2)),
+    ((0.6, 0.4), (1.0, 0.0)),
+    ((0.5, 0.5), (0.8, 0.2)),
+]
 
 
 def features(rag: RAG, q: Question) -> dict[str, object]:
@@ -56,8 +67,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-out/answer_quality.json"))
     args = parser.parse_args()
     sets = {p.stem: load_squad(p) for p in sorted(DATASETS.glob("*.json"))}
-    rows = []  # (set, answerable, golds, features)
-    for name, qset in sets.items():
+    cache = args.out.with_suffix(f".features-{args.questions}.json")
+    rows = json.loads(cache.read_text()) if cache.exists() else []  # (set, answerable, golds, features)
+    for name, qset in sets.items() if not rows else []:
         with RAG.open(args.index_root / name) as rag:
             rag.index_documents(qset.documents, progress=False)
             own = [q for q in qset.questions if q.spans]
@@ -70,15 +82,22 @@ def main() -> None:
                     random.Random(1).shuffle(foreign)
                     for q in foreign[: args.questions]:
                         rows.append((name, False, q.answers, features(rag, q)))
-    print("| weights (semantic/lexical) | AUC | threshold | answerable: contains gold | unanswerable: abstains |")
-    print("|---|---|---|---|---|")
+    if not cache.exists():
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(rows))
+    print(
+        "| select (sem/lex) | abstain (sem/lex) | AUC | threshold "
+        "| answerable: contains gold | unanswerable: abstains |"
+    )
+    print("|---|---|---|---|---|---|")
     summary = {}
-    for ws, wl in MIXES:
+    for (ws, wl), (wa, wb) in MIXES:
         best_scores, best_texts = [], []
         for _, _, _, f in rows:
-            s = ws * np.array(f["semantic"]) + wl * np.array(f["lexical"])
-            best_scores.append(float(s.max()) if len(s) else -1.0)
-            best_texts.append(f["texts"][int(s.argmax())] if len(s) else "")
+            select = ws * np.array(f["semantic"]) + wl * np.array(f["lexical"])
+            abstain = wa * np.array(f["semantic"]) + wb * np.array(f["lexical"])
+            best_scores.append(float(abstain.max()) if len(abstain) else -1.0)
+            best_texts.append(f["texts"][int(select.argmax())] if len(select) else "")
         scores = np.array(best_scores)
         answerable = np.array([r[1] for r in rows])
         grid = np.unique(np.round(scores, 3))
@@ -92,10 +111,10 @@ def main() -> None:
             abstain = [s < threshold for r, s in zip(rows, scores, strict=True) if r[0] == name and not r[1]]
             contains[name] = (float(np.mean(hits)), float(np.mean(abstain)))
         a = auc(scores[answerable], scores[~answerable])
-        summary[f"{ws}/{wl}"] = {"auc": a, "threshold": threshold, "per_set": contains}
+        summary[f"{ws}/{wl} {wa}/{wb}"] = {"auc": a, "threshold": threshold, "per_set": contains}
         per = "; ".join(f"{n[:8]} {c:.3f}" for n, (c, _) in contains.items())
         abst = "; ".join(f"{n[:8]} {x:.3f}" for n, (_, x) in contains.items())
-        print(f"| {ws} / {wl} | {a:.3f} | {threshold:.3f} | {per} | {abst} |", flush=True)
+        print(f"| {ws} / {wl} | {wa} / {wb} | {a:.3f} | {threshold:.3f} | {per} | {abst} |", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
 

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import os
 import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -74,6 +75,12 @@ def _load_model(name: str, device: str) -> SentenceTransformer:
         ) from exc
 
 
+@functools.lru_cache(maxsize=4)
+def _model_lock(name: str) -> threading.Lock:
+    """One lock per model, shared like the model itself."""
+    return threading.Lock()
+
+
 class SentenceTransformerEncoder:
     """A sentence-transformers model, loaded once on first use, on the CPU unless told."""
 
@@ -82,6 +89,9 @@ class SentenceTransformerEncoder:
         self.batch_size = batch_size
         self.device = device or os.environ.get("RAG_DEVICE") or "cpu"
         self._model: SentenceTransformer | None = None
+        # A web server calls from many threads; Hugging Face's fast tokenizer fails with
+        # "Already borrowed" when used by two at once, and both cores are busy anyway.
+        self._lock = _model_lock(model)
 
     @property
     def name(self) -> str:
@@ -103,13 +113,14 @@ class SentenceTransformerEncoder:
     def _encode(self, texts: list[str]) -> Vectors:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        with self._lock:
+            vectors = self.model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def encode_documents(self, texts: list[str]) -> Vectors:

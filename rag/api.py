@@ -217,7 +217,7 @@ class RAG:
 
     # --- writing ------------------------------------------------------------------------
 
-    def index(self, paths: list[str | Path], progress: bool | None = None) -> IndexSummary:
+    def index(self, paths: Sequence[str | Path], progress: bool | None = None) -> IndexSummary:
         """Bring the index in step with ``paths``: add new, replace changed, drop deleted."""
         with self._writing():
             return self._indexer().run(paths, progress=progress)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from embeddings.encoder import ModelLoadError
+from eval.questions import EvalError
 from rag.answering.backends import LLMError
 from rag.api import RAG, IndexMismatchError, NoIndexError, NotFoundError
 from rag.config import ANSWERERS, INDEX_TYPES, Config, ConfigError
@@ -116,6 +118,40 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--gguf", help="a GGUF file to run in-process, or 'smollm2' for the bundled tiny model")
     ask.add_argument("--show-prompt", action="store_true", help="print the exact prompt sent to the LLM")
     _common(ask)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="run a question set and report retrieval, answer and citation quality",
+        description=(
+            "FILE is SQuAD JSON (its articles are indexed first, incrementally) or JSONL questions "
+            "against the existing index. --compare prints two runs written by --out side by side."
+        ),
+    )
+    evaluate.add_argument("file", nargs="?", type=Path, metavar="FILE")
+    evaluate.add_argument(
+        "--out", type=Path, metavar="DIR", help="write questions.jsonl, summary.json, report.md, plots"
+    )
+    evaluate.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
+    evaluate.add_argument("--sample", type=int, metavar="N", help="a random sample of N questions (see --seed)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed for --sample and --negatives (default 0)")
+    evaluate.add_argument("--answerer", choices=ANSWERERS, help="extractive (default) or llm")
+    evaluate.add_argument(
+        "--negatives", type=Path, metavar="FILE", help="another set whose questions are asked as unanswerable ones"
+    )
+    evaluate.add_argument("--negatives-n", type=int, default=200, metavar="N", help="how many (default 200)")
+    evaluate.add_argument("--compare", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"), help="compare two --out folders")
+    evaluate.add_argument("--model", help="embedding model, when FILE brings documents for a new index")
+    evaluate.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    _common(evaluate)
+
+    serve = commands.add_parser("serve", help="the web chat", description="Serve the web chat (Gradio).")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    serve.add_argument("--auth", metavar="USER:PASSWORD", help="require this login (default: $RAG_AUTH, else none)")
+    serve.add_argument("--llm-url", help="OpenAI-compatible base URL, to offer the llm answerer")
+    serve.add_argument("--llm-model", help="model name to send to that server")
+    serve.add_argument("--gguf", help="a GGUF file (or 'smollm2') to offer the llm answerer in-process")
+    _common(serve)
     return parser
 
 
@@ -229,14 +265,78 @@ def cmd_search(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _with_llm(config: Config, args: argparse.Namespace) -> Config:
+    given = (("llm_base_url", args.llm_url), ("llm_model", args.llm_model), ("llm_gguf", args.gguf))
+    return config.replace(**{key: value for key, value in given if value is not None})
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from ui.app import serve
+
+    raw = args.auth or os.environ.get("RAG_AUTH")
+    auth = None
+    if raw:
+        user, sep, password = raw.partition(":")
+        if not sep or not user or not password:
+            raise ConfigError("--auth / RAG_AUTH must look like USER:PASSWORD")
+        auth = (user, password)
+    config = _with_llm(_config(args), args)
+    RAG.open(config=config, create=False).close()  # a missing index is a one-line error, not a crash
+    serve(config, host=args.host, port=args.port, auth=auth)
+    return EXIT_OK
+
+
+def fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from eval.questions import load_questions
+    from eval.report import compare, write_run
+    from eval.runner import as_negatives, choose, run
+
+    if args.compare:
+        print(compare(*args.compare))
+        return EXIT_OK
+    if args.file is None:
+        raise ConfigError("name a question set FILE (SQuAD .json or .jsonl), or use --compare RUN_A RUN_B")
+    for name in ("limit", "sample", "negatives_n"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} {value} must be 1 or more")
+    qset = load_questions(args.file)
+    questions = choose(qset.questions, args.limit, args.sample, args.seed)
+    if args.negatives:
+        questions += as_negatives(load_questions(args.negatives), args.negatives_n, args.seed)
+    progress = False if args.no_progress else None
+    with RAG.open(config=_config(args), create=bool(qset.documents)) as rag:
+        if qset.documents:
+            summary = rag.index_documents(qset.documents, progress=progress)
+            if not args.json:
+                print(f"Documents: {summary.added} added, {summary.updated} updated, {summary.unchanged} unchanged; "
+                      f"{summary.embedded} chunks embedded.")  # fmt: skip
+        result = run(rag, questions, args.answerer, progress, (qset.reanchored, qset.unanchored))
+    if args.out:
+        written = write_run(result, args.out, args.file.name)
+        if not args.json:
+            print("Wrote " + ", ".join(str(p) for p in written))
+    if args.json:
+        _print_json(result.summary)
+    else:
+        s = result.summary
+        r, a, c, n = s["retrieval"], s["answer"], s["citations"], s["no_answer"]
+        print(f"{s['n']} questions. Retrieval: " + ", ".join(f"{k} {fmt(v)}" for k, v in r.items()))
+        print(f"Answers: EM {fmt(a['em'])}, F1 {fmt(a['f1'])}, contains gold {fmt(a['contains'])}. "
+              f"Citations: precision {fmt(c['precision'])}, recall {fmt(c['recall'])}. "
+              f"No-answer: precision {fmt(n['precision'])}, recall {fmt(n['recall'])}.")  # fmt: skip
+        print(f"Latency of ask: p50 {s['latency_ms']['p50']} ms, p95 {s['latency_ms']['p95']} ms; "
+              f"evaluation overhead {fmt(s['seconds']['overhead_share'])} of {s['seconds']['wall']} s.")  # fmt: skip
+    return EXIT_OK
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
-    config = _config(args).replace(
-        **{
-            key: value
-            for key, value in (("llm_base_url", args.llm_url), ("llm_model", args.llm_model), ("llm_gguf", args.gguf))
-            if value is not None
-        }
-    )
+    config = _with_llm(_config(args), args)
     filters = Filters(since=parse_date(args.since, "since"), until=parse_date(args.until, "until", end=True))
     with RAG.open(config=config, create=False) as rag:
         answer = rag.ask(args.question, answerer=args.answerer, filters=filters, mode=args.mode, k=args.k)
@@ -270,11 +370,14 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": cmd_status,
     "search": cmd_search,
     "ask": cmd_ask,
+    "serve": cmd_serve,
+    "eval": cmd_eval,
 }
 
 # Errors a user can fix; anything else is a bug and keeps its traceback.
 USER_ERRORS = (
-    ConfigError, IndexMismatchError, LLMError, ModelLoadError, NoIndexError, NotFoundError, SearchError, StoreError,
+    ConfigError, EvalError, IndexMismatchError, LLMError, ModelLoadError, NoIndexError, NotFoundError, SearchError,
+    StoreError,
 )  # fmt: skip
 
 

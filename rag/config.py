@@ -158,9 +158,9 @@ class Config:
 
 
 _FIELDS = {f.name: f for f in fields(Config)}
-# RAG_* variables that are not settings: the config file's name, the default API key variable
-# and the device override read by the encoder.
-_NOT_SETTINGS = {"RAG_CONFIG", "RAG_LLM_API_KEY", "RAG_DEVICE"}
+# RAG_* variables that are not settings: the config file's name, the default API key variable,
+# the device override read by the encoder and the web chat's login (secrets are never settings).
+_NOT_SETTINGS = {"RAG_CONFIG", "RAG_LLM_API_KEY", "RAG_DEVICE", "RAG_AUTH"}
 
 
 def _checked(values: Mapping[str, Any], where: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ a crash at any point leaves the store consistent and the FAISS file merely stale
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +69,7 @@ class Indexer:
     def chunk(self, doc: Document) -> list[Chunk]:
         return chunk_text(doc.id, doc.text, self.settings.chunk_tokens, self.settings.chunk_overlap)
 
-    def run(self, paths: list[str | Path], progress: bool | None = None) -> IndexSummary:
+    def run(self, paths: Sequence[str | Path], progress: bool | None = None) -> IndexSummary:
         from tqdm import tqdm
 
         started = time.perf_counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ class Scan:
     missing: tuple[str, ...]
 
 
-def scan(paths: list[str | Path]) -> Scan:
+def scan(paths: Sequence[str | Path]) -> Scan:
     """List supported files under ``paths`` (folders recursively, hidden entries ignored)."""
     roots: list[Root] = []
     files: dict[Path, None] = {}  # ordered set: a file named twice is read once

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
@@ -90,6 +91,7 @@ class LlamaCpp:
         self.n_ctx = n_ctx
         self.seed = seed
         self.name = Path(self.path).name
+        self._lock = threading.Lock()  # one llama.cpp context serves one request at a time
 
     @cached_property
     def _llm(self) -> Any:
@@ -103,12 +105,13 @@ class LlamaCpp:
         return Llama(model_path=self.path, n_ctx=self.n_ctx, seed=self.seed, verbose=False)
 
     def stream(self, messages: Messages, max_tokens: int = 384) -> Iterator[str]:
-        for chunk in self._llm.create_chat_completion(
-            messages=messages, stream=True, max_tokens=max_tokens, temperature=0
-        ):
-            piece = chunk["choices"][0]["delta"].get("content")
-            if piece:
-                yield piece
+        with self._lock:
+            for chunk in self._llm.create_chat_completion(
+                messages=messages, stream=True, max_tokens=max_tokens, temperature=0
+            ):
+                piece = chunk["choices"][0]["delta"].get("content")
+                if piece:
+                    yield piece
 
     def complete(self, messages: Messages, max_tokens: int = 96) -> str:
         return "".join(self.stream(messages, max_tokens))

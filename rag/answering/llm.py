@@ -29,7 +29,14 @@ SYSTEM_PROMPT = f"""You answer questions using only the numbered passages you ar
 Every sentence of your answer must end with the labels of the passage sentences it is based on,
 like [2.3] or [1.1][3.2].
 Do not use anything you know that the passages do not say.
-If the passages do not contain the answer, reply with exactly: {ABSTAIN_MARKER}"""
+If the passages do not contain the answer, reply with exactly: {ABSTAIN_MARKER}
+
+Example. Passages:
+[1] Floods (2021-03-02)
+[1.1] Heavy rain flooded the river valley.
+[1.2] Farmers lost their harvest to the water.
+Question: What did the farmers lose?
+Answer: The farmers lost their harvest to the flood water [1.2]."""
 
 _MARKER = re.compile(r"\[\s*\d+(?:\.\d+)?(?:\s*[,;]\s*\d+(?:\.\d+)?)*\s*\]")
 _LABEL = re.compile(r"(\d+)(?:\.(\d+))?")

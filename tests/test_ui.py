@@ -1,0 +1,226 @@
+"""The web chat, served for real by `rag serve` on 127.0.0.1 and used as people and programs use
+it: through gradio_client (ask, upload, 20 concurrent users) and in headless Chromium
+(the answer with its highlighted span, and a document with <script> running nothing)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rag import RAG
+from rag.types import Answer, Citation, Passage
+from tests.conftest import REPO, SAMPLE_ARTICLES, write
+from ui.render import answer_message, sources_html
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+NAMES = ["Amara", "Bruno", "Chen", "Dalia", "Emeka", "Farah", "Goran", "Hana", "Ilya", "Jonas",
+         "Kiri", "Lena", "Mateo", "Nadia", "Oren", "Priya", "Quinn", "Rosa", "Sven", "Tomas"]  # fmt: skip
+WORDS = ["lantern", "harbor", "violet", "granite", "falcon", "meadow", "copper", "ember", "glacier", "orchid",
+         "saffron", "thistle", "walnut", "zephyr", "marble", "juniper", "cobalt", "willow", "quartz",
+         "maple"]  # fmt: skip
+XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
+
+
+# --- rendering (fast) ----------------------------------------------------------------------
+
+
+def _answer(quote: str) -> Answer:
+    passage = Passage(1, 1, "d", "T<b>", "s", "2021-01-01", 0, len(quote) + 6, quote + " after", 1.0)
+    citation = Citation(1, "d", "T<b>", "s", "2021-01-01", 0, len(quote), quote, 1.0)
+    from rag.types import AnswerSentence
+
+    sentence = AnswerSentence(quote, (1,), 1.0, True)
+    return Answer("q", "q", quote + " [1]", True, (sentence,), (citation,), (passage,), {}, "extractive")
+
+
+def test_rendering_escapes_document_text_and_highlights_the_span() -> None:
+    answer = _answer(XSS)
+    html = sources_html(answer, lambda _: "")
+    assert "<script>" not in html and "<img" not in html and "&lt;script&gt;" in html
+    assert "<mark>&lt;script&gt;" in html and "T&lt;b&gt;" in html
+    message = answer_message(answer)
+    assert "<script>" not in message and "&lt;script&gt;" in message
+
+
+# --- a real server ---------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    url: str
+    index_dir: Path
+    started: float
+    first_answer_s: float
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("ui")
+    corpus = root / "corpus"
+    shutil.copytree(SAMPLE_ARTICLES, corpus)
+    # Markup as the text of an article (an HTML page's own <script> elements never reach the
+    # index: the reader drops them). This is what must show as text and never run.
+    write(
+        corpus / "hostile.txt",
+        f"Hostile page\n\nThe hostile article explains the zanzibar protocol. {XSS} It ends here.",
+    )
+    agents = [{"id": f"agent{i}", "title": f"Agent {n}", "text": f"{n} keeps a notebook. The code word of {n} is "
+               f"{w}. Nobody else knows it."} for i, (n, w) in enumerate(zip(NAMES, WORDS, strict=True))]  # fmt: skip
+    write(corpus / "agents.jsonl", "\n".join(json.dumps(a) for a in agents))
+    index_dir = root / "index"
+    with RAG.open(index_dir) as rag:
+        rag.index([corpus], progress=False)
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "serve", "--index-dir", str(index_dir), "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        while True:
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "server exited"
+            assert time.monotonic() - started < 120, "rag serve did not start within 120 s"
+            time.sleep(0.25)
+        from gradio_client import Client
+
+        answer = Client(url, verbose=False).predict("How many troops did the Afghan government have?", api_name="/ask")
+        first = time.monotonic() - started
+        assert "300,000" in answer["answer"]
+        yield Server(url, index_dir, started, first)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_first_answer_arrives_soon_after_start(server: Server) -> None:
+    # Reported in the README; a generous bound here, since timing is not what tests judge.
+    print(f"first answer {server.first_answer_s:.1f} s after starting rag serve")
+    assert server.first_answer_s < 120
+
+
+def test_api_answers_with_citations(server: Server) -> None:
+    from gradio_client import Client
+
+    client = Client(server.url, verbose=False)
+    answer = client.predict("How many troops did Massoud say the army had?", api_name="/ask")
+    assert answer["answerable"] is True
+    (citation,) = [c for c in answer["citations"] if "300,000" in c["quote"]]
+    assert citation["date"] == "2021-09-21" and citation["end"] > citation["start"]
+    unknown = client.predict("What is the boiling point of mercury?", api_name="/ask")
+    assert unknown["answerable"] is False
+
+
+def test_an_uploaded_file_answers_straight_after(server: Server, tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    client = Client(server.url, verbose=False)
+    before = client.predict("What colour is the submarine of Captain Okonkwo?", api_name="/ask")
+    assert not any("tangerine" in c["quote"] for c in before["citations"])
+    note = write(tmp_path / "submarine.md", "# Harbour news\n\nCaptain Okonkwo painted her submarine tangerine.")
+    empty = write(tmp_path / "empty.txt", "")
+    report, facts = client.predict([handle_file(str(note)), handle_file(str(empty))], api_name="/upload")
+    assert "**23** documents" in facts  # the sample article, the hostile one, 20 agents, and this
+    assert "**1** added" in report and "empty.txt" in report and "empty document" in report
+    after = client.predict("What colour is the submarine of Captain Okonkwo?", api_name="/ask")
+    assert any("tangerine" in c["quote"] for c in after["citations"])
+
+
+def test_twenty_concurrent_users_each_get_their_own_right_answers(server: Server) -> None:
+    from gradio_client import Client
+
+    def user(u: int) -> list[tuple[str, str]]:
+        client = Client(server.url, verbose=False)
+        got = []
+        for q in range(5):
+            i = (u * 5 + q) % len(NAMES)
+            answer = client.predict(f"What is the code word of {NAMES[i]}?", api_name="/ask")
+            got.append((WORDS[i], answer["answer"]))
+        return got
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(user, range(20)))
+    elapsed = time.monotonic() - started
+    print(f"100 questions from 20 concurrent users in {elapsed:.1f} s")
+    assert sum(len(r) for r in results) == 100, "no answer was lost"
+    for answers in results:
+        for word, text in answers:
+            assert word in text, f"expected {word!r} in {text!r}"
+            assert sum(w in text for w in WORDS) == 1, f"another user's answer leaked into {text!r}"
+
+
+# --- a real browser ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (make test does: apt-get install chromium)"
+    with sync_playwright() as p:
+        launched = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        yield launched
+        launched.close()
+
+
+def ask_in_page(page: object, question: str) -> None:
+    page.fill("#question textarea", question)  # type: ignore[attr-defined]
+    page.click("#ask")  # type: ignore[attr-defined]
+
+
+def test_browser_shows_the_answer_and_its_highlighted_span(server: Server, browser: object) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    page.goto(server.url)
+    page.wait_for_selector("#question textarea")
+    ask_in_page(page, "How many troops did the Afghan government have, according to Massoud?")
+    mark = page.wait_for_selector("#sources mark", timeout=60_000)
+    assert "300,000" in mark.inner_text()
+    page.wait_for_function("document.querySelector('#chat').innerText.includes('300,000 troops')", timeout=60_000)
+    assert "2021-09-21" in page.inner_text("#sources")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
+    assert (ARTIFACTS / "chat.png").stat().st_size > 10_000
+
+
+def test_a_hostile_document_shows_as_text_and_runs_nothing(server: Server, browser: object) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(server.url)
+    page.wait_for_selector("#question textarea")
+    ask_in_page(page, "What does the hostile article explain about the zanzibar protocol?")
+    page.wait_for_selector("#sources mark", timeout=60_000)
+    page.wait_for_timeout(500)  # give any injected handler time to run
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    shown = page.inner_text("#sources") + page.inner_text("#chat")
+    assert "<script>window.__xss = 1</script>" in shown
+    assert page.locator("#sources img").count() == 0 and page.locator("#sources script").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "hostile.png"), full_page=True)
