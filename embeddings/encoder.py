@@ -35,7 +35,7 @@ class Encoder(Protocol):
     @property
     def dim(self) -> int: ...
 
-    def encode_documents(self, texts: list[str]) -> Vectors: ...
+    def encode_documents(self, texts: list[str], batch_size: int | None = None) -> Vectors: ...
 
     def encode_queries(self, texts: list[str]) -> Vectors: ...
 
@@ -110,21 +110,21 @@ class SentenceTransformerEncoder:
             raise ModelLoadError(f"model {self._name!r} does not report its embedding dimension")
         return int(dim)
 
-    def _encode(self, texts: list[str]) -> Vectors:
+    def _encode(self, texts: list[str], batch_size: int | None = None) -> Vectors:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
             vectors = self.model.encode(
                 texts,
-                batch_size=self.batch_size,
+                batch_size=self.batch_size if batch_size is None else batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def encode_documents(self, texts: list[str]) -> Vectors:
-        return self._encode(texts)
+    def encode_documents(self, texts: list[str], batch_size: int | None = None) -> Vectors:
+        return self._encode(texts, batch_size)
 
     def encode_queries(self, texts: list[str]) -> Vectors:
         return self._encode(texts)
@@ -148,7 +148,7 @@ class HashingEncoder:
     def dim(self) -> int:
         return self._dim
 
-    def encode_documents(self, texts: list[str]) -> Vectors:
+    def encode_documents(self, texts: list[str], batch_size: int | None = None) -> Vectors:
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in re.findall(r"\w+", text.lower()):

@@ -79,7 +79,7 @@ class Config:
     # server) or llm_gguf (a GGUF file run in-process by llama-cpp-python).
     answerer: str = "extractive"
     answer_passages: int = 5
-    abstain_threshold: float = 0.45
+    abstain_threshold: float = 0.43  # best sentence's cosine below this: not in the documents
     llm_base_url: str | None = None
     llm_model: str = "default"
     # The NAME of the environment variable holding the API key; keys are never stored.

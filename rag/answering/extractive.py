@@ -3,8 +3,10 @@
 Each sentence of the retrieved passages gets a score that mixes its embedding similarity to
 the question with how many of the question's content words it contains; the best sentence
 (and its neighbour, when that scores nearly as well) is the answer, quoted verbatim and cited
-with its exact span. If even the best sentence scores below ``threshold`` the documents are
-taken not to hold the answer (see README "Answer quality" for how the threshold was chosen).
+with its exact span. Whether to answer at all is decided on embedding similarity alone: if no
+sentence reaches ``threshold`` the documents are taken not to hold the answer. Word overlap
+helps pick the right sentence but also matches by coincidence, so it would blur that decision
+(README "Answer quality" has the measurements behind both choices).
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ SEMANTIC_WEIGHT = 0.6
 LEXICAL_WEIGHT = 0.4
 # A neighbouring sentence joins the answer when it scores at least this share of the best.
 NEIGHBOUR_SHARE = 0.9
+# Embedding sentences is most of an answer's time, so only this many are embedded: those that
+# share most words with the question, earlier passages first on ties. On both development sets
+# 16 gave the same answers and abstentions as embedding all (about 30), at half the time.
+MAX_EMBEDDED = 16
+# Small batches: sentences differ in length, and one batch of 32 pads them all to the longest
+# (measured: 157 ms for 30 sentences at batch 32, 108 ms at batch 8).
+SENTENCE_BATCH = 8
 
 
 class ExtractiveAnswerer:
@@ -31,22 +40,29 @@ class ExtractiveAnswerer:
         self._encoder = encoder
         self.threshold = threshold
 
-    def score(self, question: str, sentences: Sequence[SourceSentence]) -> np.ndarray:
-        """Each sentence's score for answering ``question`` (about 0 to 1)."""
+    def score(self, question: str, sentences: Sequence[SourceSentence]) -> tuple[np.ndarray, np.ndarray]:
+        """Each sentence's (selection score, embedding similarity) for ``question``."""
         if not sentences:
-            return np.zeros(0, dtype=np.float32)
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.float32)
         encoder = self._encoder()
-        query = encoder.encode_queries([question])[0]  # type: ignore[attr-defined]
-        vectors = encoder.encode_documents([s.text for s in sentences])  # type: ignore[attr-defined]
-        semantic = vectors @ query
         lexical = np.array([coverage(question, s.text) for s in sentences], dtype=np.float32)
-        scores: np.ndarray = SEMANTIC_WEIGHT * semantic + LEXICAL_WEIGHT * lexical
-        return scores
+        # Pre-rank by word overlap, breaking ties by position (earlier passages rank higher).
+        kept = np.argsort(-(lexical - 1e-6 * np.arange(len(sentences))), kind="stable")[:MAX_EMBEDDED]
+        query = encoder.encode_queries([question])[0]  # type: ignore[attr-defined]
+        vectors = encoder.encode_documents(  # type: ignore[attr-defined]
+            [sentences[i].text for i in kept], batch_size=SENTENCE_BATCH
+        )
+        # Sentences left out score -1 on both counts, so they are never chosen.
+        semantic = np.full(len(sentences), -1.0, dtype=np.float32)
+        semantic[kept] = vectors @ query
+        selection = np.full(len(sentences), -1.0, dtype=np.float32)
+        selection[kept] = SEMANTIC_WEIGHT * semantic[kept] + LEXICAL_WEIGHT * lexical[kept]
+        return selection, semantic
 
     def answer(self, question: str, passages: Sequence[Passage]) -> Draft:
         sentences = _unique(source_sentences(passages))
-        scores = self.score(question, sentences)
-        if len(sentences) == 0 or float(scores.max()) < self.threshold:
+        scores, semantic = self.score(question, sentences)
+        if len(sentences) == 0 or float(semantic.max()) < self.threshold:
             return Draft(text=NOT_IN_DOCUMENTS, answerable=False, sentences=(), citations=())
         best = int(scores.argmax())
         chosen = [best]
