@@ -24,7 +24,7 @@ def write_run(run: EvalRun, folder: Path, title: str) -> list[Path]:
     return written
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
     return "–" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
@@ -40,23 +40,23 @@ def markdown(summary: dict[str, Any], title: str) -> str:
         "",
         "| " + " | ".join(r) + " |",
         "|" + "---|" * len(r),
-        "| " + " | ".join(_cell(v) for v in r.values()) + " |",
+        "| " + " | ".join(cell(v) for v in r.values()) + " |",
         "",
         "## Answers and citations",
         "",
         "| EM | F1 | contains gold | citation precision | citation recall | no-answer precision | no-answer recall |",
         "|---|---|---|---|---|---|---|",
-        f"| {_cell(a['em'])} | {_cell(a['f1'])} | {_cell(a['contains'])} | {_cell(c['precision'])} "
-        f"| {_cell(c['recall'])} | {_cell(n['precision'])} | {_cell(n['recall'])} |",
+        f"| {cell(a['em'])} | {cell(a['f1'])} | {cell(a['contains'])} | {cell(c['precision'])} "
+        f"| {cell(c['recall'])} | {cell(n['precision'])} | {cell(n['recall'])} |",
         "",
         "## Latency (ms)",
         "",
         "| stage | p50 | p95 |",
         "|---|---|---|",
-        *(f"| {k} | {_cell(v['p50'])} | {_cell(v['p95'])} |" for k, v in summary["latency_by_stage_ms"].items()),
+        *(f"| {k} | {cell(v['p50'])} | {cell(v['p95'])} |" for k, v in summary["latency_by_stage_ms"].items()),
         "",
         f"Wall time {summary['seconds']['wall']} s, of which the pipeline's own calls took "
-        f"{summary['seconds']['pipeline']} s (evaluation overhead {_cell(summary['seconds']['overhead_share'])}).",
+        f"{summary['seconds']['pipeline']} s (evaluation overhead {cell(summary['seconds']['overhead_share'])}).",
         "",
         "![hit@k](hit_at_k.png) ![latency](latency.png)",
         "",
@@ -118,5 +118,5 @@ def compare(run_a: Path, run_b: Path) -> str:
     for key in list(dict.fromkeys([*a, *b])):
         va, vb = a.get(key), b.get(key)
         diff = f"{vb - va:+.4f}" if va is not None and vb is not None else ""
-        lines.append(f"{key:<{width}}  {_cell(va):>10}  {_cell(vb):>10}  {diff:>10}")
+        lines.append(f"{key:<{width}}  {cell(va):>10}  {cell(vb):>10}  {diff:>10}")
     return f"A: {run_a}\nB: {run_b}\n\n" + "\n".join(lines)

@@ -19,6 +19,7 @@ import numpy as np
 from eval.metrics import contains_answer, exact_match, first_hit_rank, ndcg, overlaps, token_f1
 from eval.squad import Question, QuestionSet
 from rag.api import RAG
+from rag.indexer import progress_bar
 
 HIT_KS = (1, 3, 5, 10, 20)
 
@@ -108,13 +109,8 @@ def run(
     progress: bool | None = None,
     reanchor: tuple[int, int] = (0, 0),
 ) -> EvalRun:
-    from tqdm import tqdm
-
     began = time.perf_counter()
-    results = [
-        evaluate_question(rag, q, answerer)
-        for q in tqdm(questions, desc="evaluating", unit="question", disable=progress is False, leave=False)
-    ]
+    results = [evaluate_question(rag, q, answerer) for q in progress_bar(questions, "evaluating", "question", progress)]
     wall_ms = (time.perf_counter() - began) * 1000
     return EvalRun(results, summarize(results, wall_ms, reanchor))
 

@@ -287,12 +287,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from eval.questions import load_questions
+    from eval.report import cell as fmt
     from eval.report import compare, write_run
     from eval.runner import as_negatives, choose, run
 

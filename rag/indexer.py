@@ -9,10 +9,12 @@ a crash at any point leaves the store consistent and the FAISS file merely stale
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -21,6 +23,11 @@ from rag.config import IndexSettings
 from rag.ingest import Root, file_hash, load_documents, scan
 from rag.store import Store
 from rag.types import Chunk, Document, IndexSummary, Skipped, content_hash
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+T = TypeVar("T")
 
 # Hooks into the facade, so this module needs neither the encoder nor FAISS until there is
 # something to embed: an unchanged corpus costs reading and hashing its files, nothing more.
@@ -70,8 +77,6 @@ class Indexer:
         return chunk_text(doc.id, doc.text, self.settings.chunk_tokens, self.settings.chunk_overlap)
 
     def run(self, paths: Sequence[str | Path], progress: bool | None = None) -> IndexSummary:
-        from tqdm import tqdm
-
         started = time.perf_counter()
         found = scan(paths)
         skipped: list[Skipped] = list(found.skipped)
@@ -79,8 +84,7 @@ class Indexer:
         pending = _Pending()
         seen_paths: set[str] = set()
 
-        show = _stderr_is_tty() if progress is None else progress
-        bar = tqdm(found.files, desc="indexing", unit="file", disable=not show, leave=False)
+        bar = progress_bar(found.files, "indexing", "file", progress)
         for path in bar:
             key = str(path)
             seen_paths.add(key)
@@ -120,13 +124,10 @@ class Indexer:
 
         Nothing is removed: these documents have no folder to disappear from.
         """
-        from tqdm import tqdm
-
         started = time.perf_counter()
         counts = _Counts()
         pending = _Pending()
-        show = _stderr_is_tty() if progress is None else progress
-        for doc in tqdm(documents, desc="indexing", unit="doc", disable=not show, leave=False):
+        for doc in progress_bar(documents, "indexing", "doc", progress):
             self._consider(doc, pending, counts)
             if pending.chunks >= self.encode_group:
                 self._flush(pending, counts)
@@ -190,14 +191,11 @@ class Indexer:
         crash keeps the model's work); then all chunks are swapped in one transaction, so a
         crash never leaves documents chunked two ways.
         """
-        from tqdm import tqdm
-
         started = time.perf_counter()
         doc_ids = [doc_id for doc_id, _ in self.store.document_paths()]
-        show = _stderr_is_tty() if progress is None else progress
         embedded = 0
         texts: list[str] = []
-        for doc_id in tqdm(doc_ids, desc="rechunking", unit="doc", disable=not show, leave=False):
+        for doc_id in progress_bar(doc_ids, "rechunking", "doc", progress):
             doc = self.store.get_document(doc_id)
             if doc is not None:
                 texts.extend(c.text for c in self.chunk(doc))
@@ -268,7 +266,9 @@ class Indexer:
         return removed
 
 
-def _stderr_is_tty() -> bool:
-    import sys
+def progress_bar(items: Iterable[T], desc: str, unit: str, progress: bool | None) -> tqdm[T]:
+    """A tqdm bar on stderr: shown when asked, or by default when stderr is a terminal."""
+    from tqdm import tqdm
 
-    return sys.stderr.isatty()
+    show = sys.stderr.isatty() if progress is None else progress
+    return tqdm(items, desc=desc, unit=unit, disable=not show, leave=False)

@@ -4,7 +4,10 @@ tests marked ``slow`` use the real bundled model, still fully offline."""
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,6 +73,30 @@ def assert_consistent(index_dir: Path) -> None:
                 assert chunk_text == text[start:end]
         orphans = db.execute("SELECT count(*) FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)").fetchone()[0]
         assert orphans == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_http(url: str, proc: subprocess.Popen[bytes], what: str, limit_s: float = 120) -> None:
+    """Poll ``url`` until it answers 200; fail with the server's own words if it dies."""
+    import httpx
+
+    started = time.monotonic()
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+            raise AssertionError(f"{what} exited during start-up: {err}")
+        assert time.monotonic() - started < limit_s, f"{what} did not start within {limit_s:.0f} s"
+        time.sleep(0.25)
 
 
 def doc_count(index_dir: Path) -> int:

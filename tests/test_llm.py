@@ -5,21 +5,18 @@ mechanics: streaming, prompt, parsing, exact spans and flags, not the quality of
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from rag import RAG, Config
 from rag.answering.backends import LLMError, OpenAICompatible, resolve_gguf
 from rag.answering.llm import SUPPORT_THRESHOLD
 from rag.types import Answer
-from tests.conftest import SAMPLE_ARTICLES
+from tests.conftest import SAMPLE_ARTICLES, free_port, wait_for_http
 
 pytestmark = pytest.mark.slow
 QUESTION = "How many troops did the Afghan government have, according to Massoud?"
@@ -35,26 +32,15 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", resolve_gguf("smollm2"),
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, "the llama.cpp server exited during start-up"
-            assert time.monotonic() < deadline, "the llama.cpp server did not start within 120 s"
-            time.sleep(0.5)
+        wait_for_http(f"{base}/models", proc, "the llama.cpp server")
         yield base
     finally:
         proc.terminate()
@@ -100,9 +86,7 @@ def test_the_client_streams_raw_completions(server: str) -> None:
 
 
 def test_an_unreachable_server_is_a_clear_error(index_dir: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
+    port = free_port()  # closed again: nothing listens there
     config = Config(index_dir=index_dir, llm_base_url=f"http://127.0.0.1:{port}/v1")
     with (
         RAG.open(config=config) as rag,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,12 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from rag import RAG
 from rag.types import Answer, Citation, Passage
-from tests.conftest import REPO, SAMPLE_ARTICLES, write
+from tests.conftest import REPO, SAMPLE_ARTICLES, free_port, wait_for_http, write
 from ui.render import answer_message, sources_html
 
 CHROMIUM = "/usr/bin/chromium"
@@ -66,12 +64,6 @@ class Server:
     first_answer_s: float
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("ui")
@@ -98,15 +90,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
     try:
-        while True:
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "server exited"
-            assert time.monotonic() - started < 120, "rag serve did not start within 120 s"
-            time.sleep(0.25)
+        wait_for_http(url, proc, "rag serve")
         from gradio_client import Client
 
         answer = Client(url, verbose=False).predict("How many troops did the Afghan government have?", api_name="/ask")

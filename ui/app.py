@@ -17,6 +17,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.answering.backends import LLMError
 from rag.api import RAG
 from rag.config import Config
 from rag.retrieval import MODES, Filters, SearchError, parse_date
@@ -114,7 +115,7 @@ class ChatService:
                         written += event
                         chat[-1]["content"] = streaming_message(written)
                         yield chat, "", turns, ""
-        except (SearchError, RuntimeError) as exc:
+        except (SearchError, LLMError) as exc:
             # A bad filter or an unreachable LLM: say what happened in the chat, keep the page.
             chat[-1]["content"] = f'<span class="rag-not-found">{escape(str(exc))}</span>'
             yield chat, "", turns, message
