@@ -81,8 +81,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_http(url: str, proc: subprocess.Popen[bytes], what: str, limit_s: float = 120) -> None:
-    """Poll ``url`` until it answers 200; fail with the server's own words if it dies."""
+def start_server(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a server whose output goes to ``log``: an unread pipe would fill and block it."""
+    with log.open("wb") as out:
+        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_for_http(url: str, proc: subprocess.Popen[bytes], what: str, log: Path, limit_s: float = 120) -> None:
+    """Poll ``url`` until it answers 200; fail with the end of the server's log otherwise."""
     import httpx
 
     started = time.monotonic()
@@ -92,10 +98,10 @@ def wait_for_http(url: str, proc: subprocess.Popen[bytes], what: str, limit_s: f
                 return
         except httpx.HTTPError:
             pass
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-            raise AssertionError(f"{what} exited during start-up: {err}")
-        assert time.monotonic() - started < limit_s, f"{what} did not start within {limit_s:.0f} s"
+        if proc.poll() is not None or time.monotonic() - started > limit_s:
+            tail = log.read_text(errors="replace")[-2000:]
+            state = "exited" if proc.poll() is not None else f"did not answer within {limit_s:.0f} s"
+            raise AssertionError(f"{what} {state} during start-up; its log ends:\n{tail}")
         time.sleep(0.25)
 
 

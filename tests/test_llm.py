@@ -5,7 +5,6 @@ mechanics: streaming, prompt, parsing, exact spans and flags, not the quality of
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from rag import RAG, Config
 from rag.answering.backends import LLMError, OpenAICompatible, resolve_gguf
 from rag.answering.llm import SUPPORT_THRESHOLD
 from rag.types import Answer
-from tests.conftest import SAMPLE_ARTICLES, free_port, wait_for_http
+from tests.conftest import SAMPLE_ARTICLES, free_port, start_server, wait_for_http
 
 pytestmark = pytest.mark.slow
 QUESTION = "How many troops did the Afghan government have, according to Massoud?"
@@ -31,16 +30,17 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen(
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    proc = start_server(
         [sys.executable, "-m", "llama_cpp.server", "--model", resolve_gguf("smollm2"),
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        log,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        wait_for_http(f"{base}/models", proc, "the llama.cpp server")
+        wait_for_http(f"{base}/models", proc, "the llama.cpp server", log)
         yield base
     finally:
         proc.terminate()

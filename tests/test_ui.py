@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import pytest
 
 from rag import RAG
 from rag.types import Answer, Citation, Passage
-from tests.conftest import REPO, SAMPLE_ARTICLES, free_port, wait_for_http, write
+from tests.conftest import REPO, SAMPLE_ARTICLES, free_port, start_server, wait_for_http, write
 from ui.render import answer_message, sources_html
 
 CHROMIUM = "/usr/bin/chromium"
@@ -84,13 +83,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "serve", "--index-dir", str(index_dir), "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    log = root / "serve.log"
+    proc = start_server(
+        [sys.executable, "-m", "rag.cli", "serve", "--index-dir", str(index_dir), "--port", str(port)], log, env
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_for_http(url, proc, "rag serve")
+        wait_for_http(url, proc, "rag serve", log)
         from gradio_client import Client
 
         answer = Client(url, verbose=False).predict("How many troops did the Afghan government have?", api_name="/ask")
