@@ -136,7 +136,7 @@ class Config:
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
         from_env = {
-            key[4:].lower(): value for key, value in env.items() if key.startswith("RAG_") and key != "RAG_CONFIG"
+            key[4:].lower(): value for key, value in env.items() if key.startswith("RAG_") and key not in _NOT_SETTINGS
         }
         values.update(_checked(from_env, "environment (RAG_*)"))
         values.update({k: v for k, v in _checked(overrides, "arguments").items() if v is not None})

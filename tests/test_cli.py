@@ -97,6 +97,17 @@ def test_bad_environment_settings_are_named(tmp_path: Path, capsys: pytest.Captu
     assert code == 2 and "batch_size='many' must be a whole number" in err
 
 
+def test_secrets_and_non_settings_in_the_environment_are_not_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in [("RAG_LLM_API_KEY", "sk-test"), ("RAG_AUTH", "a:b"), ("RAG_DEVICE", "cpu")]:
+        monkeypatch.setenv(name, value)
+    idx = str(tmp_path / "idx")
+    assert run(capsys, "index", str(SAMPLE_ARTICLES), "--index-dir", idx, *FAST)[0] == 0
+    code, out, err = run(capsys, "status", "--index-dir", idx, "--json")
+    assert code == 0 and err == "" and "sk-test" not in out
+
+
 def test_installed_command_honours_rag_index_dir(tmp_path: Path) -> None:
     """The console script end to end, with settings from the environment only."""
     rag = Path(sys.executable).with_name("rag")

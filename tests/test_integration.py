@@ -76,3 +76,16 @@ def test_search_ranks_the_troops_passage_first_in_every_mode(sample_index: RAG, 
     passages = sample_index.search("How many troops did the Afghan government have, according to Massoud?", mode=mode)
     assert "300,000" in passages[0].text
     assert passages[0].date == "2021-09-21"
+
+
+def test_ask_answers_the_troops_question_with_a_cited_span(sample_index: RAG) -> None:
+    answer = sample_index.ask("How many troops did the Afghan government have, according to Massoud?")
+    assert answer.answerable and "300,000" in answer.text
+    (citation,) = [c for c in answer.citations if "300,000" in c.quote]
+    doc = sample_index.document(citation.doc_id)
+    assert doc.text[citation.start : citation.end] == citation.quote and citation.date == "2021-09-21"
+
+
+def test_ask_says_plainly_when_the_article_cannot_answer(sample_index: RAG) -> None:
+    answer = sample_index.ask("What is the boiling point of mercury?")
+    assert not answer.answerable and answer.citations == ()

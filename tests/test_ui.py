@@ -207,3 +207,25 @@ def test_a_hostile_document_shows_as_text_and_runs_nothing(server: Server, brows
     assert "<script>window.__xss = 1</script>" in shown
     assert page.locator("#sources img").count() == 0 and page.locator("#sources script").count() == 0
     page.screenshot(path=str(ARTIFACTS / "hostile.png"), full_page=True)
+
+
+def test_basic_auth_guards_the_chat_and_the_api(server: Server, tmp_path: Path) -> None:
+    from gradio_client import Client
+
+    port = free_port()
+    log = tmp_path / "auth.log"
+    env = {**os.environ, "RAG_AUTH": "alice:s3cret", "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = start_server(
+        [sys.executable, "-m", "rag.cli", "serve", "--index-dir", str(server.index_dir), "--port", str(port)], log, env
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for_http(url, proc, "rag serve with auth", log)  # the login page answers 200
+        with pytest.raises(Exception):  # noqa: B017 - gradio_client raises its own error types
+            Client(url, verbose=False).predict("How many troops?", api_name="/ask")
+        client = Client(url, auth=("alice", "s3cret"), verbose=False)
+        answer = client.predict("How many troops did the Afghan government have?", api_name="/ask")
+        assert "300,000" in answer["answer"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
