@@ -357,7 +357,9 @@ class RAG:
                     draft = piece
             assert draft is not None
         else:
-            draft = self.extractive.answer(question, retrieval.passages)
+            # Retrieval embedded the question already, unless it searched for a rewritten one.
+            vector = retrieval.query_vector if query == question else None
+            draft = self.extractive.answer(question, retrieval.passages, vector)
             yield draft.text
         timings["answer_ms"] = (time.perf_counter() - started) * 1000
         timings["total_ms"] = (time.perf_counter() - began) * 1000

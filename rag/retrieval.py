@@ -200,6 +200,8 @@ class Retrieval:
     mode: str
     passages: tuple[Passage, ...]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # The query's embedding, when the dense side computed one, so answering need not again.
+    query_vector: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def parse_date(value: str | None, name: str, end: bool = False) -> str | None:
@@ -309,7 +311,8 @@ class Retriever:
         passages = self._passages(ranked, k, cap, dense, keyword, neighbours)
         timings["fuse_ms"] = _ms(started)
         timings["total_ms"] = _ms(began)  # wall time: the keyword query overlaps the dense side
-        return Retrieval(question, mode, tuple(passages), timings)
+        vector = query_vector[0] if query_vector is not None else None
+        return Retrieval(question, mode, tuple(passages), timings, vector)
 
     def _check(
         self, question: str, k: int, mode: str, filters: Filters, max_per_doc: int | None, neighbours: int

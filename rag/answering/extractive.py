@@ -19,7 +19,7 @@ from rag.answering import NOT_IN_DOCUMENTS, Draft
 from rag.citations import SourceSentence, citation_for, coverage, source_sentences
 from rag.types import AnswerSentence, Passage
 
-# Weights of the sentence score; chosen on ../shared/datasets (README "Answer quality").
+# Weights of the sentence score; chosen on the development question sets (README "Answer quality").
 SEMANTIC_WEIGHT = 0.6
 LEXICAL_WEIGHT = 0.4
 # A neighbouring sentence joins the answer when it scores at least this share of the best.
@@ -40,15 +40,20 @@ class ExtractiveAnswerer:
         self._encoder = encoder
         self.threshold = threshold
 
-    def score(self, question: str, sentences: Sequence[SourceSentence]) -> tuple[np.ndarray, np.ndarray]:
-        """Each sentence's (selection score, embedding similarity) for ``question``."""
+    def score(
+        self, question: str, sentences: Sequence[SourceSentence], query_vector: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each sentence's (selection score, embedding similarity) for ``question``.
+
+        ``query_vector`` is the question's embedding when retrieval already computed it.
+        """
         if not sentences:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.float32)
         encoder = self._encoder()
         lexical = np.array([coverage(question, s.text) for s in sentences], dtype=np.float32)
         # Pre-rank by word overlap, breaking ties by position (earlier passages rank higher).
         kept = np.argsort(-(lexical - 1e-6 * np.arange(len(sentences))), kind="stable")[:MAX_EMBEDDED]
-        query = encoder.encode_queries([question])[0]  # type: ignore[attr-defined]
+        query = encoder.encode_queries([question])[0] if query_vector is None else query_vector  # type: ignore[attr-defined]
         vectors = encoder.encode_documents(  # type: ignore[attr-defined]
             [sentences[i].text for i in kept], batch_size=SENTENCE_BATCH
         )
@@ -59,9 +64,9 @@ class ExtractiveAnswerer:
         selection[kept] = SEMANTIC_WEIGHT * semantic[kept] + LEXICAL_WEIGHT * lexical[kept]
         return selection, semantic
 
-    def answer(self, question: str, passages: Sequence[Passage]) -> Draft:
+    def answer(self, question: str, passages: Sequence[Passage], query_vector: np.ndarray | None = None) -> Draft:
         sentences = _unique(source_sentences(passages))
-        scores, semantic = self.score(question, sentences)
+        scores, semantic = self.score(question, sentences, query_vector)
         if len(sentences) == 0 or float(semantic.max()) < self.threshold:
             return Draft(text=NOT_IN_DOCUMENTS, answerable=False, sentences=(), citations=())
         best = int(scores.argmax())
