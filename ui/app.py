@@ -100,6 +100,8 @@ class ChatService:
     ) -> Iterator[tuple[list[dict[str, Any]], str, list[tuple[str, str]], str]]:
         """Stream one answer into the chat; yields (chat, sources HTML, history, textbox)."""
         chat = [*chat, {"role": "user", "content": escape(message)}, {"role": "assistant", "content": "…"}]
+        # Show the question at once: an LLM may take seconds before its first word.
+        yield chat, "", turns, ""
         try:
             filters = self._filters(since, until)
             with self.lock.reading():
