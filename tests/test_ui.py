@@ -229,3 +229,33 @@ def test_basic_auth_guards_the_chat_and_the_api(server: Server, tmp_path: Path) 
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_an_llm_answer_streams_into_the_chat(server: Server, browser: object, tmp_path: Path) -> None:
+    """With the bundled SmolLM2 offered, the reply appears piece by piece, then is checked:
+    the tiny model rarely cites, so its sentences usually end flagged, which must show."""
+    port = free_port()
+    log = tmp_path / "llm.log"
+    cmd = [sys.executable, "-m", "rag.cli", "serve", "--index-dir", str(server.index_dir), "--port", str(port),
+           "--gguf", "smollm2"]  # fmt: skip
+    proc = start_server(cmd, log, {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/", proc, "rag serve --gguf smollm2", log)
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector("#question textarea")
+        page.get_by_role("button", name="Settings ▼").click()
+        page.click("label:has-text('llm')")
+        ask_in_page(page, "How many troops did the Afghan government have, according to Massoud?")
+        page.wait_for_function("document.querySelector('#chat').innerText.includes('How many troops')", timeout=5_000)
+        page.wait_for_function("document.querySelector('#chat').innerText.includes('▌')", timeout=60_000)
+        page.wait_for_function(
+            "!/[▌…]/.test(document.querySelector('#chat').innerText.split('How many troops').pop())", timeout=120_000
+        )
+        final = page.inner_text("#chat").split("according to Massoud?")[-1].strip()
+        assert final and "▌" not in final
+        # Every sentence either cites (a [n] marker and a highlighted source) or is flagged.
+        assert "⚠" in final or page.locator("#sources mark").count() > 0, final
+    finally:
+        proc.terminate()
+        proc.wait(10)
