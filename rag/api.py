@@ -27,7 +27,7 @@ from rag.answering.llm import LLMAnswerer
 from rag.config import ANSWERERS, Config, IndexSettings
 from rag.conversation import History, heuristic_query, llm_query
 from rag.indexer import Indexer
-from rag.retrieval import Filters, Retrieval, Retriever, SearchError, parse_date
+from rag.retrieval import Filters, Retrieval, Retriever, SearchError
 from rag.store import SCHEMA_VERSION, Store
 from rag.types import Answer, Document, IndexSummary, Passage
 
@@ -293,12 +293,7 @@ class RAG:
         ``since``/``until`` take YYYY-MM-DD, YYYY-MM or YYYY (inclusive); ``doc_ids`` and
         ``sources`` (substrings of a source or path) restrict the documents searched.
         """
-        filters = Filters(
-            since=parse_date(since, "since"),
-            until=parse_date(until, "until", end=True),
-            doc_ids=tuple(doc_ids),
-            sources=tuple(sources),
-        )
+        filters = Filters.parse(since, until, doc_ids, sources)
         return list(self.retrieve(question, k, mode, filters, max_per_doc, neighbours).passages)
 
     def ask(

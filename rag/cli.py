@@ -21,7 +21,7 @@ from eval.questions import EvalError
 from rag.answering.backends import LLMError
 from rag.api import RAG, IndexMismatchError, NoIndexError, NotFoundError
 from rag.config import ANSWERERS, INDEX_TYPES, Config, ConfigError
-from rag.retrieval import Filters, SearchError, parse_date
+from rag.retrieval import Filters, SearchError
 from rag.store import StoreError
 from rag.types import IndexSummary
 
@@ -334,7 +334,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     config = _with_llm(_config(args), args)
-    filters = Filters(since=parse_date(args.since, "since"), until=parse_date(args.until, "until", end=True))
+    filters = Filters.parse(args.since, args.until)
     with RAG.open(config=config, create=False) as rag:
         answer = rag.ask(args.question, answerer=args.answerer, filters=filters, mode=args.mode, k=args.k)
     if args.json:

@@ -191,6 +191,22 @@ class Filters:
     def active(self) -> bool:
         return bool(self.since or self.until or self.doc_ids or self.sources)
 
+    @classmethod
+    def parse(
+        cls,
+        since: str | None = None,
+        until: str | None = None,
+        doc_ids: Sequence[str] = (),
+        sources: Sequence[str] = (),
+    ) -> Filters:
+        """Filters from what a person typed: dates as YYYY[-MM[-DD]], empty meaning none."""
+        return cls(
+            since=parse_date(since or None, "since"),
+            until=parse_date(until or None, "until", end=True),
+            doc_ids=tuple(doc_ids),
+            sources=tuple(sources),
+        )
+
 
 @dataclass(frozen=True)
 class Retrieval:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from rag.answering.backends import LLMError
 from rag.api import RAG
 from rag.config import Config
-from rag.retrieval import MODES, Filters, SearchError, parse_date
+from rag.retrieval import MODES, Filters, SearchError
 from rag.types import Answer
 from ui.render import CSS, answer_message, sources_html, streaming_message
 
@@ -81,12 +81,6 @@ class ChatService:
             f"model `{self.rag.settings.model}` · index `{escape(str(self.rag.dir))}`"
         )
 
-    def _filters(self, since: str | None, until: str | None) -> Filters:
-        return Filters(
-            since=parse_date(since or None, "since"),
-            until=parse_date(until or None, "until", end=True),
-        )
-
     def respond(
         self,
         message: str,
@@ -103,7 +97,7 @@ class ChatService:
         # Show the question at once: an LLM may take seconds before its first word.
         yield chat, "", turns, ""
         try:
-            filters = self._filters(since, until)
+            filters = Filters.parse(since, until)
             with self.lock.reading():
                 written = ""
                 for event in self.rag.ask_stream(
@@ -126,7 +120,7 @@ class ChatService:
             answerer: str = "extractive") -> dict[str, Any]:  # fmt: skip
         """The API endpoint: one question, the answer as the same JSON as `rag ask --json`."""
         with self.lock.reading():
-            answer = self.rag.ask(question, answerer=answerer, filters=self._filters(since, until), mode=mode, k=int(k))
+            answer = self.rag.ask(question, answerer=answerer, filters=Filters.parse(since, until), mode=mode, k=int(k))
         return answer.to_json()
 
     def upload(self, files: list[str] | None, progress: Any = None) -> tuple[str, str]:
