@@ -238,15 +238,12 @@ class RAG:
 
     def remove(self, doc_id_or_path: str) -> list[str]:
         """Remove one document by id, or every document read from a file or folder."""
-        if self.store.get_document(doc_id_or_path) is not None:
+        paths = dict(self.store.document_paths())
+        if doc_id_or_path in paths:
             doomed = [doc_id_or_path]
         else:
             target = str(Path(doc_id_or_path).expanduser().resolve())
-            doomed = [
-                doc_id
-                for doc_id, path in self.store.document_paths()
-                if path == target or path.startswith(target + os.sep)
-            ]
+            doomed = [doc_id for doc_id, path in paths.items() if path == target or path.startswith(target + os.sep)]
         if not doomed:
             raise NotFoundError(
                 f"no document has the id or path {doc_id_or_path!r}; `rag status` shows what is indexed"
@@ -254,10 +251,7 @@ class RAG:
         with self._writing():
             indexer = self._indexer()
             for doc_id in doomed:
-                path = self.store.get_document(doc_id)
                 indexer.remove_document(doc_id)
-                if path is not None and not self.store.document_ids_for_path(path.path):
-                    self.store.set_file_hash(path.path, None)
         return doomed
 
     # --- reading ------------------------------------------------------------------------

@@ -255,14 +255,10 @@ class Indexer:
         if not folders:
             return 0
         removed = 0
-        gone_paths: set[str] = set()
         for doc_id, path in self.store.document_paths():
             if path not in seen and any(root.owns(path) for root in folders):
-                self._remove(doc_id)
-                gone_paths.add(path)
+                self._remove(doc_id)  # the store forgets the file once its last document goes
                 removed += 1
-        for path in gone_paths:
-            self.store.set_file_hash(path, None)
         return removed
 
 

@@ -206,10 +206,17 @@ class Store:
         return removed, stored
 
     def delete_document(self, doc_id: str) -> list[int]:
-        """Remove a document and its chunks; returns the removed chunk ids."""
+        """Remove a document and its chunks; returns the removed chunk ids.
+
+        When it was the last document read from its file, the file's hash is forgotten too,
+        so indexing that file again (if it still exists) reads it instead of skipping it.
+        """
         with self.transaction() as db:
             removed = self._delete_chunks(doc_id)
+            row = db.execute("SELECT path FROM documents WHERE id=?", (doc_id,)).fetchone()
             db.execute("DELETE FROM documents WHERE id=?", (doc_id,))
+            if row is not None and not self.document_ids_for_path(row[0]):
+                db.execute("DELETE FROM files WHERE path=?", (row[0],))
             self._bump_generation()
         return removed
 
