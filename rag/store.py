@@ -176,11 +176,6 @@ class Store:
         ).fetchone()
         return None if row is None else _document(row)
 
-    def iter_documents(self) -> Iterator[Document]:
-        cursor = self.db.execute("SELECT id, source, path, title, date, text, meta FROM documents ORDER BY id")
-        for row in cursor:
-            yield _document(row)
-
     def put_document(self, doc: Document, chunks: list[Chunk]) -> tuple[list[int], list[Chunk]]:
         """Insert or replace ``doc`` and its chunks. Returns (removed chunk ids, stored chunks)."""
         with self.transaction() as db:
