@@ -14,6 +14,7 @@ import math
 import os
 import struct
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -125,10 +126,29 @@ class VectorIndex:
 
     # --- persistence --------------------------------------------------------------------
 
+    def all_finite(self) -> bool:
+        """False when a stored vector holds NaN or infinity (a damaged file or cache)."""
+        if self.count == 0:
+            return True
+        if self.is_approximate:
+            lists = self._index.invlists
+            parts = (
+                faiss.rev_swig_ptr(lists.get_codes(i), lists.list_size(i) * self.dim * 4).view(np.float32)
+                for i in range(self._index.nlist)
+                if lists.list_size(i)
+            )
+            return all(bool(np.isfinite(part).all()) for part in parts)
+        flat: Any = faiss.downcast_index(self._index.index)
+        return bool(np.isfinite(faiss.rev_swig_ptr(flat.get_xb(), self.count * self.dim)).all())
+
     def save(self, path: Path, stamp: dict[str, Any]) -> None:
-        """Write index and stamp as one file, atomically: readers see the old or the new."""
-        header = json.dumps({**stamp, "dim": self.dim, "kind": self.kind, "count": self.count}).encode()
+        """Write index and stamp as one file, atomically: readers see the old or the new.
+
+        The stamp carries a CRC of the FAISS bytes, so a file damaged after it was written is
+        refused on load rather than searched."""
         payload = faiss.serialize_index(self._index)
+        crc = zlib.crc32(payload.data)
+        header = json.dumps({**stamp, "dim": self.dim, "kind": self.kind, "count": self.count, "crc32": crc}).encode()
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
@@ -156,8 +176,11 @@ class VectorIndex:
         offset += 4
         try:
             stamp = json.loads(data[offset : offset + size])
-            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8, offset=offset + size))
-        except (ValueError, RuntimeError) as exc:
+            body = np.frombuffer(data, dtype=np.uint8, offset=offset + size)
+            if "crc32" in stamp and zlib.crc32(body.data) != stamp["crc32"]:
+                raise ValueError("its checksum does not match: the file was changed after it was written")
+            index = faiss.deserialize_index(body)
+        except (ValueError, RuntimeError, TypeError) as exc:
             raise IndexFileError(f"{path} is damaged ({exc})") from exc
         self = cls(int(stamp["dim"]), stamp.get("kind", "flat"), nprobe)
         self._index = index
@@ -165,6 +188,8 @@ class VectorIndex:
             self._index.nprobe = nprobe
         if self.count != stamp.get("count"):
             raise IndexFileError(f"{path} holds {self.count} vectors but its stamp says {stamp.get('count')}")
+        if not self.all_finite():
+            raise IndexFileError(f"{path} is damaged (it holds NaN or infinite vectors)")
         return self, stamp
 
 

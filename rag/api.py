@@ -4,8 +4,15 @@
     summary = rag.index(["examples/articles"])
     doc = rag.document(doc_id)
 
-An index folder holds ``store.sqlite`` (the source of truth) and ``vectors.faiss`` (derived,
-rebuilt from the store whenever it is missing, damaged or out of date).
+An index folder holds ``store.sqlite`` (the source of truth) and ``vectors.faiss`` (derived).
+
+Keeping the two in step across processes (a server answering while ``rag index`` runs):
+- the vector file's stamp names the exact set of chunk ids it holds (a digest of them);
+- every process brings its in-memory index in step with the store whenever the store's
+  generation moved, by removing the ids the store no longer has and adding the ones it lacks
+  from the embedding cache; opening an index does the same to the file it loads;
+- only a writer saves the file, while it holds the write lock (so nothing else can commit),
+  and only after checking that its ids are exactly the store's. Readers never write.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,8 +35,9 @@ from rag.answering.llm import LLMAnswerer
 from rag.config import ANSWERERS, Config, IndexSettings
 from rag.conversation import History, heuristic_query, llm_query
 from rag.indexer import Indexer
-from rag.retrieval import Filters, Retrieval, Retriever, SearchError
-from rag.store import SCHEMA_VERSION, Store
+from rag.locks import ReadWriteLock
+from rag.retrieval import Filters, Retrieval, Retriever, SearchError, check_k, check_question
+from rag.store import SCHEMA_VERSION, Store, ids_digest
 from rag.types import Answer, Document, IndexSummary, Passage
 
 log = logging.getLogger("rag")
@@ -36,8 +45,13 @@ log = logging.getLogger("rag")
 STORE_FILE = "store.sqlite"
 VECTORS_FILE = "vectors.faiss"
 LOCK_FILE = "write.lock"
+UPLOADS = "uploads"  # files uploaded through the web chat, kept so reindexing sees them
 
 if TYPE_CHECKING:  # imported lazily at run time: FAISS and torch are slow to import
+    from collections.abc import Callable
+
+    import numpy.typing as npt
+
     from embeddings import Encoder, VectorIndex
 
 
@@ -54,15 +68,29 @@ class NotFoundError(LookupError):
 
 
 class RAG:
-    """An open index. Cheap to construct: the model and FAISS load on first use."""
+    """An open index. Cheap to construct: the model and FAISS load on first use.
 
-    def __init__(self, config: Config, store: Store, settings: IndexSettings) -> None:
+    One ``RAG`` may answer from many threads at once (the web chat does). Writes go through
+    one thread at a time per process and one process at a time per index (a file lock).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        settings: IndexSettings,
+        encoder_source: Callable[[], Encoder] | None = None,
+    ) -> None:
         self.config = config
         self.dir = config.index_dir
         self.store = store
         self.settings = settings
         self._encoder: Encoder | None = None
+        self._encoder_source = encoder_source
         self._vectors: VectorIndex | None = None
+        self._synced_generation: int | None = None  # the store generation _vectors matches
+        self._sync_lock = threading.Lock()  # one thread brings _vectors in step at a time
+        self._vector_access = ReadWriteLock()  # searches read; syncing and indexing write
         self._vectors_dirty = False
         self._retriever: Retriever | None = None
         self._llm: LLMBackend | None = None
@@ -75,18 +103,20 @@ class RAG:
         *,
         create: bool = True,
         rebuild: bool = False,
+        read_only: bool = False,
     ) -> RAG:
         """Open (or with ``create``, make) the index in ``index_dir``.
 
         Settings in ``config`` that differ from those the index was built with are refused
         unless ``rebuild`` is set, in which case call ``rebuild()`` to apply them.
+        ``read_only`` handles search and answer but never create, alter or save anything.
         """
         config = config or Config.load()
         if index_dir is not None:
             config = config.replace(index_dir=Path(index_dir))
         folder = config.index_dir
         if not (folder / STORE_FILE).exists():
-            if not create:
+            if not create or read_only:
                 raise NoIndexError(
                     f"no index in {folder}; create one with `rag index PATH --index-dir {folder}` "
                     "or point --index-dir / RAG_INDEX_DIR at an existing one"
@@ -95,10 +125,13 @@ class RAG:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise NoIndexError(f"cannot create index folder {folder}: {exc.strerror}") from exc
-        store = Store(folder / STORE_FILE)
+        store = Store(folder / STORE_FILE, read_only=read_only)
         built_with = IndexSettings.from_meta(store.meta())
         wanted = config.settings(built_with)
         if built_with is None:
+            if read_only:
+                store.close()
+                raise NoIndexError(f"the index in {folder} was never written to; add documents with `rag index PATH`")
             store.set_meta({**wanted.to_meta(), "schema_version": SCHEMA_VERSION})
         elif built_with != wanted and not rebuild:
             store.close()
@@ -110,6 +143,15 @@ class RAG:
                 "(documents stay; chunks and vectors are recomputed)"
             )
         return cls(config, store, wanted)
+
+    def fork(self) -> RAG:
+        """Another writable handle on the same index, sharing this one's loaded model.
+
+        It has its own SQLite connection and its own vector index, so it can index (an
+        upload) while this one goes on answering; this one sees the result through the
+        store's generation on its next search.
+        """
+        return RAG(self.config, Store(self.store.path), self.settings, encoder_source=lambda: self.encoder)
 
     def close(self) -> None:
         if self._retriever is not None:
@@ -127,9 +169,12 @@ class RAG:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            from embeddings import load_encoder
+            if self._encoder_source is not None:
+                self._encoder = self._encoder_source()
+            else:
+                from embeddings import load_encoder
 
-            self._encoder = load_encoder(self.settings.model, batch_size=self.config.batch_size)
+                self._encoder = load_encoder(self.settings.model, batch_size=self.config.batch_size)
         return self._encoder
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -140,37 +185,77 @@ class RAG:
 
     @property
     def vectors(self) -> VectorIndex:
-        """The FAISS index, loaded from disk, or rebuilt from the store if that file is stale."""
-        if self._vectors is None:
-            self._vectors = self._load_vectors()
-        return self._vectors
+        """The FAISS index, holding exactly the store's chunks (see the module docstring)."""
+        generation = self.store.generation
+        if self._vectors is not None and self._synced_generation == generation:
+            return self._vectors
+        with self._sync_lock:
+            if self._vectors is None or self._synced_generation != self.store.generation:
+                self._sync_vectors()
+            assert self._vectors is not None
+            return self._vectors
 
-    def _load_vectors(self) -> VectorIndex:
+    def _sync_vectors(self, fresh: bool = False) -> None:
+        """Bring the in-memory index in step with the store: load the file on first use (or
+        start empty when ``fresh``), then remove what the store no longer holds and add what
+        it gained. The generation is read before the ids, so a commit in between only makes
+        the next call sync again."""
+        generation = self.store.generation
+        wanted = self.store.chunk_ids()
+        index = self._new_vector_index() if fresh else self._vectors
+        source = "memory"
+        if index is None:
+            index, source = self._load_vector_file()
+        have = np.sort(index.ids())
+        extra = np.setdiff1d(have, wanted, assume_unique=True)
+        missing = np.setdiff1d(wanted, have, assume_unique=True)
+        if extra.size or missing.size:
+            if source == "file":
+                log.warning(
+                    "%s was out of step with %s (%d chunks missing, %d removed ones held: an interrupted "
+                    "run, or a writer still at work); brought in step from the store",
+                    self.dir / VECTORS_FILE, STORE_FILE, missing.size, extra.size,
+                )  # fmt: skip
+            with self._vector_access.writing():
+                index.remove(extra)
+            for ids, matrix in self._stored_vectors(missing.tolist()):
+                with self._vector_access.writing():
+                    index.add(ids, matrix)
+        self._vectors = index
+        self._synced_generation = generation
+
+    def _load_vector_file(self) -> tuple[VectorIndex, str]:
+        """The saved index if it is readable and made by this model, else an empty one."""
         from embeddings import IndexFileError, VectorIndex
 
         path = self.dir / VECTORS_FILE
         try:
             index, stamp = VectorIndex.load(path, nprobe=self.config.ivf_nprobe)
-            if stamp.get("generation") == self.store.generation and stamp.get("model") == self.settings.model:
-                return index
-            problem = f"{path} is out of step with the store (an interrupted run?)"
         except IndexFileError as exc:
-            problem = str(exc)
-        if self.store.counts()["chunks"] == 0:
-            return self._new_vector_index()
-        log.warning("%s; rebuilding it from %s", problem, STORE_FILE)
-        return self._vectors_from_store()
+            if path.exists() or not self.store.is_empty():
+                log.warning("%s; rebuilding it from %s", exc, STORE_FILE)
+            return self._new_vector_index(), "store"
+        if stamp.get("model") != self.settings.model or index.kind != self.settings.index_type:
+            log.warning("%s was made with other settings; rebuilding it from %s", path, STORE_FILE)
+            return self._new_vector_index(), "store"
+        return index, "file"
 
-    def _vectors_from_store(self) -> VectorIndex:
-        """A fresh FAISS index over every stored chunk; vectors come from the cache."""
-        index = self._new_vector_index()
-        indexer = self._indexer()
-        for rows in self.store.iter_chunk_hashes():
-            found, _ = indexer.vectors_for([text for _, _, text in rows])
-            ids = np.array([chunk_id for chunk_id, _, _ in rows], dtype=np.int64)
-            index.add(ids, np.stack([found[text_hash] for _, text_hash, _ in rows]))
-        self._save_vectors(index)
-        return index
+    def _stored_vectors(self, ids: list[int]) -> Iterator[tuple[npt.NDArray[np.int64], np.ndarray]]:
+        """Batches of (ids, vectors) for the given chunks, from the cache; any not cached (or
+        damaged there) are embedded again, and cached when this handle may write."""
+        for start in range(0, len(ids), 10_000):
+            batch = ids[start : start + 10_000]
+            found, lacking = self.store.vectors_for_chunks(self.settings.model, batch)
+            lacking += [cid for cid, vector in found.items() if not np.isfinite(vector).all()]
+            if lacking:
+                log.warning("%d chunks have no usable cached vector; embedding them again", len(lacking))
+                by_id = self.store.chunk_texts(lacking)
+                texts = [by_id[cid] for cid in lacking]
+                vectors = self.encoder.encode_documents(texts)
+                if not self.store.read_only:
+                    self._indexer().cache(texts, vectors)
+                found.update(zip(lacking, vectors, strict=True))
+            yield np.array(batch, dtype=np.int64), np.stack([found[cid] for cid in batch])
 
     def _new_vector_index(self) -> VectorIndex:
         from embeddings import VectorIndex
@@ -179,14 +264,46 @@ class RAG:
         dim = int(meta["dim"]) if "dim" in meta else self.encoder.dim
         return VectorIndex(dim, self.settings.index_type, nprobe=self.config.ivf_nprobe)
 
-    def _save_vectors(self, index: VectorIndex) -> None:
-        index.save(self.dir / VECTORS_FILE, {"generation": self.store.generation, "model": self.settings.model})
+    def _dense_search(
+        self, queries: np.ndarray, k: int, allowed: npt.NDArray[np.int64] | None
+    ) -> tuple[np.ndarray, npt.NDArray[np.int64]]:
+        index = self.vectors
+        with self._vector_access.reading():
+            return index.search(queries, k, allowed_ids=allowed)
+
+    def _save_vectors(self) -> None:
+        """Save the index, proven to hold exactly the store's chunks. Only called with the
+        write lock held, so no other process can commit between the check and the save."""
+        index = self.vectors
+        wanted = self.store.chunk_ids()
+        if not np.array_equal(np.sort(index.ids()), wanted):
+            # Cannot happen while every writer holds the lock; if it does, repair, never save a gap.
+            log.error("the in-memory vectors differ from %s before saving; bringing them in step", STORE_FILE)
+            self._sync_vectors()
+            assert self._vectors is not None and np.array_equal(np.sort(self._vectors.ids()), wanted)
+            index = self._vectors
+        stamp = {"generation": self.store.generation, "model": self.settings.model, "ids": ids_digest(wanted)}
+        index.save(self.dir / VECTORS_FILE, stamp)
+        self._vectors_dirty = False
+
+    def _vector_file_matches(self) -> bool:
+        from embeddings.vector_index import read_stamp
+
+        path = self.dir / VECTORS_FILE
+        stamp = read_stamp(path)
+        if stamp is None:  # nothing saved yet is in step with nothing stored yet
+            return not path.exists() and self.store.is_empty()
+        return stamp.get("model") == self.settings.model and stamp.get("ids") == ids_digest(self.store.chunk_ids())
 
     def _apply_to_vectors(self, removed: list[int], ids: list[int], matrix: np.ndarray) -> None:
-        # Called right after the store committed; the FAISS index was loaded before that
-        # commit (see _prepare_vectors), so it holds exactly the previous generation.
-        self.vectors.remove(np.array(removed, dtype=np.int64))
-        self.vectors.add(np.array(ids, dtype=np.int64), matrix)
+        # Called right after the store committed, with the write lock held; the index was
+        # brought in step just before that commit (``prepare``), so it now differs from the
+        # store by exactly this change.
+        index = self.vectors if self._vectors is None else self._vectors
+        with self._vector_access.writing():
+            index.remove(np.array(removed, dtype=np.int64))
+            index.add(np.array(ids, dtype=np.int64), matrix)
+        self._synced_generation = self.store.generation
         self._vectors_dirty = True
 
     def _indexer(self) -> Indexer:
@@ -197,11 +314,15 @@ class RAG:
             apply=self._apply_to_vectors,
             prepare=lambda: self.vectors,
             encode_group=self.config.encode_group,
+            max_file_bytes=self.config.max_file_bytes,
         )
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
-        """One writer at a time per index folder; FAISS is saved once, at the end."""
+        """One writer at a time per index folder. On the way out the vector file is saved if
+        this run changed it or it was found out of step (an earlier run was killed)."""
+        if self.store.read_only:
+            raise RuntimeError("this index was opened read-only")
         with open(self.dir / LOCK_FILE, "w") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -211,9 +332,24 @@ class RAG:
             try:
                 yield
             finally:
-                if self._vectors_dirty and self._vectors is not None:
-                    self._save_vectors(self._vectors)
-                    self._vectors_dirty = False
+                if self._vectors_dirty or not self._vector_file_matches():
+                    self._save_vectors()
+
+    def repair_vectors(self) -> bool:
+        """Save the vector file if it is out of step with the store or damaged; True if it was.
+
+        Unlike the check every write makes on its way out (the stamp), this reads the whole
+        file: its checksum and every vector. Waits for the write lock, like any writer."""
+        from embeddings import IndexFileError, VectorIndex
+
+        with self._writing():
+            try:
+                VectorIndex.load(self.dir / VECTORS_FILE)
+                stale = not self._vector_file_matches()
+            except IndexFileError:
+                stale = not self.store.is_empty() or (self.dir / VECTORS_FILE).exists()
+            self._vectors_dirty = self._vectors_dirty or stale
+            return stale
 
     # --- writing ------------------------------------------------------------------------
 
@@ -232,8 +368,9 @@ class RAG:
         with self._writing():
             summary = self._indexer().rebuild(progress=progress)
             self.store.set_meta(self.settings.to_meta())
-            self._vectors = self._vectors_from_store()
-            self._vectors_dirty = False
+            with self._sync_lock:
+                self._sync_vectors(fresh=True)
+            self._vectors_dirty = True
             return summary
 
     def remove(self, doc_id_or_path: str) -> list[str]:
@@ -253,6 +390,18 @@ class RAG:
             for doc_id in doomed:
                 indexer.remove_document(doc_id)
         return doomed
+
+    def collect_garbage(self) -> dict[str, int]:
+        """Drop what nothing uses: cached vectors (of removed text, or another model), uploaded
+        files no document was read from, and temporary files of interrupted vector saves."""
+        with self._writing():
+            cached = self.store.collect_garbage(self.settings.model)
+            used = {path for _, path in self.store.document_paths()}
+            uploads = [p for p in (self.dir / UPLOADS).glob("*") if p.is_file() and str(p.resolve()) not in used]
+            temporary = list(self.dir.glob(VECTORS_FILE + ".*.tmp"))
+            for path in uploads + temporary:
+                path.unlink(missing_ok=True)
+        return {"cached_vectors": cached, "upload_files": len(uploads), "temporary_files": len(temporary)}
 
     # --- reading ------------------------------------------------------------------------
 
@@ -325,16 +474,19 @@ class RAG:
         name = answerer or self.config.answerer
         if name not in ANSWERERS:
             raise SearchError(f"answerer {name!r} is unknown; choose one of {', '.join(ANSWERERS)}")
-        if not isinstance(question, str) or not question.strip():
-            raise SearchError("the question is empty; ask something, for example: rag ask 'who won?'")
+        check_question(question, self.config.max_question_chars)
+        k = self.config.answer_passages if k is None else k
+        check_k(k, self.config.max_k)
         timings: dict[str, float] = {}
         started = time.perf_counter()
         if history and name == "llm":
             query = llm_query(question, history, self.llm.complete)
         else:
             query = heuristic_query(question, history)
+        if len(query) > self.config.max_question_chars:
+            query = question  # a follow-up glued to a long question: search the question alone
         timings["rewrite_ms"] = (time.perf_counter() - started) * 1000
-        retrieval = self.retrieve(query, k or self.config.answer_passages, mode, filters)
+        retrieval = self.retrieve(query, k, mode, filters)
         timings.update({f"retrieval_{key}": value for key, value in retrieval.timings_ms.items()})
         started = time.perf_counter()
         if name == "llm":
@@ -387,11 +539,13 @@ class RAG:
                 self.store.path,
                 self.store.db,
                 encoder=lambda: self.encoder,
-                vectors=lambda: self.vectors,
+                dense=self._dense_search,
                 model=self.settings.model,
                 fusion=self.config.fusion,
                 dense_weight=self.config.dense_weight,
                 candidates=self.config.candidates,
+                max_k=self.config.max_k,
+                max_question_chars=self.config.max_question_chars,
             )
         return self._retriever
 
@@ -414,7 +568,8 @@ class RAG:
             "documents": counts["documents"],
             "chunks": counts["chunks"],
             "vectors": stamp["count"] if stamp else None,
-            "vectors_up_to_date": stamp is not None and stamp.get("generation") == self.store.generation,
+            # True only when the file holds exactly the store's chunk ids (not merely as many).
+            "vectors_up_to_date": stamp is not None and self._vector_file_matches(),
             "model": self.settings.model,
             "dim": int(meta["dim"]) if "dim" in meta else None,
             "index_type": self.settings.index_type,

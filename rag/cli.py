@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import sqlite3
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -19,10 +20,10 @@ from typing import Any
 from embeddings.encoder import ModelLoadError
 from eval.questions import EvalError
 from rag.answering.backends import LLMError
-from rag.api import RAG, IndexMismatchError, NoIndexError, NotFoundError
+from rag.api import RAG, STORE_FILE, IndexMismatchError, NoIndexError, NotFoundError
 from rag.config import ANSWERERS, INDEX_TYPES, Config, ConfigError
 from rag.retrieval import Filters, SearchError
-from rag.store import StoreError
+from rag.store import StoreError, damaged
 from rag.types import IndexSummary
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
@@ -78,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="counts, model, index type and sizes on disk")
     _common(status)
+
+    gc = commands.add_parser(
+        "gc",
+        help="drop cached vectors no chunk uses and uploads no document uses",
+        description=(
+            "Indexing prunes what it removes as it goes; gc clears what older versions left: cached "
+            "vectors of removed text or of another model, uploaded files that no document comes from, "
+            "and temporary files of interrupted saves. SQLite reuses the freed space."
+        ),
+    )
+    _common(gc)
 
     search = commands.add_parser(
         "search",
@@ -215,7 +227,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    with RAG.open(config=_config(args), create=False) as rag:
+    with RAG.open(config=_config(args), read_only=True) as rag:
         doc = rag.document(args.doc_id)
     if args.json:
         _print_json({"doc_id": doc.id, "title": doc.title, "source": doc.source, "date": doc.date, "text": doc.text})
@@ -225,7 +237,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with RAG.open(config=_config(args), create=False) as rag:
+    with RAG.open(config=_config(args), read_only=True) as rag:
         status = rag.status()
     if args.json:
         _print_json(status)
@@ -238,8 +250,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_search(args: argparse.Namespace) -> int:
+def cmd_gc(args: argparse.Namespace) -> int:
     with RAG.open(config=_config(args), create=False) as rag:
+        freed = rag.collect_garbage()
+    if args.json:
+        _print_json(freed)
+    else:
+        print(
+            f"Dropped {freed['cached_vectors']} cached vectors, {freed['upload_files']} upload files and "
+            f"{freed['temporary_files']} temporary files that nothing uses."
+        )
+    return EXIT_OK
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    with RAG.open(config=_config(args), read_only=True) as rag:
         passages = rag.search(
             args.question,
             k=args.k,
@@ -307,7 +332,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.negatives:
         questions += as_negatives(load_questions(args.negatives), args.negatives_n, args.seed)
     progress = False if args.no_progress else None
-    with RAG.open(config=_config(args), create=bool(qset.documents)) as rag:
+    with RAG.open(config=_config(args), read_only=not qset.documents) as rag:
         if qset.documents:
             summary = rag.index_documents(qset.documents, progress=progress)
             if not args.json:
@@ -335,7 +360,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     config = _with_llm(_config(args), args)
     filters = Filters.parse(args.since, args.until)
-    with RAG.open(config=config, create=False) as rag:
+    with RAG.open(config=config, read_only=True) as rag:
         answer = rag.ask(args.question, answerer=args.answerer, filters=filters, mode=args.mode, k=args.k)
     if args.json:
         _print_json(answer.to_json())
@@ -365,6 +390,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "remove": cmd_remove,
     "show": cmd_show,
     "status": cmd_status,
+    "gc": cmd_gc,
     "search": cmd_search,
     "ask": cmd_ask,
     "serve": cmd_serve,
@@ -385,6 +411,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except USER_ERRORS as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except sqlite3.DatabaseError as exc:
+        # Damage SQLite only notices when it reads the bad page, after the store opened fine.
+        folder = args.index_dir or Path(os.environ.get("RAG_INDEX_DIR", ".rag"))
+        print(f"rag: error: {damaged(folder / STORE_FILE, exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("rag: interrupted; the index is consistent, rerun to finish", file=sys.stderr)

@@ -89,6 +89,13 @@ class Config:
     batch_size: int = 32
     # Chunks gathered before one call to the encoder; larger lets the model sort by length.
     encode_group: int = 512
+    # Limits on what strangers can send. Each bounds memory or time for everybody else:
+    # a 10 MB question took a minute and 2.5 GB before these existed.
+    max_question_chars: int = 2000
+    max_k: int = 100  # passages one search or answer may return
+    max_file_mb: int = 50  # a bigger file is skipped with a reason (about 4 GB of memory per 200 MB)
+    max_upload_mb: int = 50  # all files of one web upload together
+    max_upload_files: int = 100  # files in one web upload
 
     def __post_init__(self) -> None:
         if not isinstance(self.index_dir, Path):  # accept a str from Python callers too
@@ -108,9 +115,14 @@ class Config:
             raise ConfigError(f"dense_weight={self.dense_weight} must be between 0 and 1")
         if self.answerer not in ANSWERERS:
             raise ConfigError(f"answerer={self.answerer!r} is unknown; choose one of {', '.join(ANSWERERS)}")
-        for name in ("batch_size", "encode_group", "ivf_nprobe", "candidates", "answer_passages", "llm_max_tokens"):
+        for name in (
+            "batch_size", "encode_group", "ivf_nprobe", "candidates", "answer_passages", "llm_max_tokens",
+            "max_question_chars", "max_k", "max_file_mb", "max_upload_mb", "max_upload_files",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be 1 or more")
+        if self.answer_passages > self.max_k:
+            raise ConfigError(f"answer_passages={self.answer_passages} is above max_k={self.max_k}")
 
     @classmethod
     def load(
@@ -141,6 +153,10 @@ class Config:
         values.update(_checked(from_env, "environment (RAG_*)"))
         values.update({k: v for k, v in _checked(overrides, "arguments").items() if v is not None})
         return cls(**{k: _coerce(k, v) for k, v in values.items()})
+
+    @property
+    def max_file_bytes(self) -> int:
+        return self.max_file_mb * 1_000_000
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

@@ -20,7 +20,7 @@ import numpy as np
 
 from rag.chunking import chunk_text
 from rag.config import IndexSettings
-from rag.ingest import Root, file_hash, load_documents, scan
+from rag.ingest import Root, file_hash, load_documents, read_bounded, scan
 from rag.store import Store
 from rag.types import Chunk, Document, IndexSummary, Skipped, content_hash
 
@@ -63,6 +63,7 @@ class Indexer:
         apply: ApplyToVectors,
         prepare: Callable[[], object],
         encode_group: int = 512,
+        max_file_bytes: int | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -72,24 +73,25 @@ class Indexer:
         # store is about to leave; loading it after a commit would count new chunks twice.
         self.prepare = prepare
         self.encode_group = encode_group
+        self.max_file_bytes = max_file_bytes
 
     def chunk(self, doc: Document) -> list[Chunk]:
         return chunk_text(doc.id, doc.text, self.settings.chunk_tokens, self.settings.chunk_overlap)
 
     def run(self, paths: Sequence[str | Path], progress: bool | None = None) -> IndexSummary:
         started = time.perf_counter()
-        found = scan(paths)
+        found = scan(paths, self.max_file_bytes)
         skipped: list[Skipped] = list(found.skipped)
         counts = _Counts()
         pending = _Pending()
-        seen_paths: set[str] = set()
+        seen_paths: set[str] = set(found.present)
 
         bar = progress_bar(found.files, "indexing", "file", progress)
         for path in bar:
             key = str(path)
             seen_paths.add(key)
             try:
-                data = path.read_bytes()
+                data = read_bounded(path, self.max_file_bytes)
             except OSError as exc:
                 # Keep what was indexed from it before: an unreadable file is not a deleted one.
                 skipped.append(Skipped(key, f"cannot read: {exc.strerror or exc}"))
@@ -99,6 +101,8 @@ class Indexer:
                 counts.unchanged += len(self.store.document_ids_for_path(key))
                 continue
             documents, problems = load_documents(path, data)
+            documents, taken = self._own_ids(key, documents)
+            problems += taken
             skipped.extend(problems)
             kept = {doc.id for doc in documents}
             for doc in documents:
@@ -118,6 +122,26 @@ class Indexer:
         bar.close()
         counts.removed += self._remove_missing(found.roots, seen_paths)
         return self._summary(counts, skipped, started)
+
+    def _own_ids(self, path: str, documents: list[Document]) -> tuple[list[Document], list[Skipped]]:
+        """Keep the documents whose ids are free or already this file's. A JSONL record (an
+        upload, say) that names another file's document id must not replace that document;
+        a file that no longer exists (it was moved) gives its ids up."""
+        mine: list[Document] = []
+        taken: list[Skipped] = []
+        for doc in documents:
+            owner = self.store.document_owner(doc.id)
+            if owner is None or owner == path or not Path(owner).exists():
+                mine.append(doc)
+            else:
+                taken.append(
+                    Skipped(
+                        path,
+                        f"document id {doc.id!r} already belongs to {owner}; give this record another id, "
+                        f"or remove that document first (rag remove {doc.id})",
+                    )
+                )
+        return mine, taken
 
     def run_documents(self, documents: Iterable[Document], progress: bool | None = None) -> IndexSummary:
         """Add or update documents that did not come from files (a question set's articles).
@@ -232,13 +256,20 @@ class Indexer:
         for text_hash, text in zip(hashes, texts, strict=True):
             if text_hash not in found:
                 missing.setdefault(text_hash, text)
-        if missing:
-            vectors = self.embed(list(missing.values()))
-            # Cache entries are content-addressed, so committing them on their own is safe,
-            # and a crash later in the run does not lose the model's work.
-            self.store.put_vectors(self.settings.model, list(missing), vectors)
-            found.update(zip(missing, vectors, strict=True))
+        todo = list(missing.items())
+        # Cache entries are content-addressed, so committing them on their own is safe, and
+        # committing group by group means a crash, even inside one huge file, keeps the
+        # model's work up to the last group.
+        for start in range(0, len(todo), self.encode_group):
+            group = todo[start : start + self.encode_group]
+            vectors = self.embed([text for _, text in group])
+            self.store.put_vectors(self.settings.model, [h for h, _ in group], vectors)
+            found.update(zip((h for h, _ in group), vectors, strict=True))
         return found, len(missing)
+
+    def cache(self, texts: list[str], vectors: np.ndarray) -> None:
+        """Put vectors computed elsewhere (a repair) into the cache."""
+        self.store.put_vectors(self.settings.model, [content_hash(t) for t in texts], vectors)
 
     def remove_document(self, doc_id: str) -> None:
         self._remove(doc_id)

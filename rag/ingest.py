@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +37,17 @@ class Scan:
     files: tuple[Path, ...]
     skipped: tuple[Skipped, ...]
     missing: tuple[str, ...]
+    # Every file found, listed or skipped: one skipped now (unreadable, too big) still exists,
+    # so what was indexed from it before is kept rather than removed as deleted.
+    present: frozenset[str] = frozenset()
 
 
-def scan(paths: Sequence[str | Path]) -> Scan:
-    """List supported files under ``paths`` (folders recursively, hidden entries ignored)."""
+def scan(paths: Sequence[str | Path], max_bytes: int | None = None) -> Scan:
+    """List supported files under ``paths`` (folders recursively, hidden entries ignored).
+
+    Only regular files (or links to them) of at most ``max_bytes`` are listed: a FIFO would
+    block the reader forever and ``/dev/zero`` never ends. Names that are not valid UTF-8
+    cannot be stored and are skipped with a reason rather than crashing the run."""
     roots: list[Root] = []
     files: dict[Path, None] = {}  # ordered set: a file named twice is read once
     skipped: list[Skipped] = []
@@ -52,22 +60,57 @@ def scan(paths: Sequence[str | Path]) -> Scan:
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(names):
                     if not name.startswith("."):
-                        _add(Path(folder) / name, files, skipped)
-        elif path.is_file():
+                        _add(Path(folder) / name, files, skipped, max_bytes)
+        elif path.exists():
             roots.append(Root(path, False))
-            _add(path, files, skipped)
+            _add(path, files, skipped, max_bytes)
         else:
             missing.append(str(raw))
             skipped.append(Skipped(str(raw), "no such file or folder"))
-    return Scan(tuple(roots), tuple(files), tuple(skipped), tuple(missing))
+    present = frozenset(str(p) for p in files) | {s.path for s in skipped if s.path not in missing}
+    return Scan(tuple(roots), tuple(files), tuple(skipped), tuple(missing), present)
 
 
-def _add(path: Path, files: dict[Path, None], skipped: list[Skipped]) -> None:
-    if path.suffix.lower() in SUPPORTED:
-        files[path] = None
+def _add(path: Path, files: dict[Path, None], skipped: list[Skipped], max_bytes: int | None) -> None:
+    problem = file_problem(path, max_bytes)
+    if problem:
+        skipped.append(Skipped(printable(path), problem))
     else:
+        files[path] = None
+
+
+def printable(path: Path | str) -> str:
+    """A path as text that can always be printed and stored (bad bytes shown as \\xNN)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def file_problem(path: Path, max_bytes: int | None = None) -> str | None:
+    """Why ``path`` cannot be indexed, or ``None`` when it can."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        return "the file name is not valid UTF-8; rename the file"
+    if path.suffix.lower() not in SUPPORTED:
         kind = path.suffix or "(no extension)"
-        skipped.append(Skipped(str(path), f"unsupported file type {kind}; supported: {', '.join(SUPPORTED)}"))
+        return f"unsupported file type {kind}; supported: {', '.join(SUPPORTED)}"
+    try:
+        info = path.stat()  # follows a symbolic link to what it points at
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (a device, FIFO or socket); only regular files are read"
+    if max_bytes is not None and info.st_size > max_bytes:
+        return f"{info.st_size / 1e6:.1f} MB is over the {max_bytes / 1e6:g} MB limit (setting max_file_mb)"
+    return None
+
+
+def read_bounded(path: Path, max_bytes: int | None) -> bytes:
+    """The file's bytes, refusing one that grew past ``max_bytes`` since it was listed."""
+    with path.open("rb") as fh:
+        data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise OSError(f"over the {max_bytes / 1e6:g} MB limit (setting max_file_mb)")
+    return data
 
 
 def file_hash(data: bytes) -> str:

@@ -29,7 +29,13 @@ import numpy as np
 from rag.types import Passage
 
 if TYPE_CHECKING:
-    from embeddings import Encoder, VectorIndex
+    import numpy.typing as npt
+
+    from embeddings import Encoder
+
+# (query vectors, k, allowed ids or None) -> (scores, ids): the facade's FAISS search, which
+# keeps the index in step with the store and guards it against concurrent changes.
+DenseSearch = Callable[[np.ndarray, int, "npt.NDArray[np.int64] | None"], tuple[np.ndarray, "npt.NDArray[np.int64]"]]
 
 MODES = ("dense", "keyword", "hybrid")
 RRF_K = 60
@@ -260,15 +266,19 @@ class Retriever:
         db_path: Path,
         db: sqlite3.Connection,
         encoder: Callable[[], Encoder],
-        vectors: Callable[[], VectorIndex],
+        dense: DenseSearch,
         model: str,
         fusion: str = "convex",
         dense_weight: float = 0.5,
         candidates: int = 50,
+        max_k: int = 100,
+        max_question_chars: int = 2000,
     ) -> None:
         self.db = db
+        self.max_k = max_k
+        self.max_question_chars = max_question_chars
         self._encoder = encoder
-        self._vectors = vectors
+        self._dense_search = dense
         self.model = model
         self.fusion = fusion
         self.dense_weight = dense_weight
@@ -333,10 +343,8 @@ class Retriever:
     def _check(
         self, question: str, k: int, mode: str, filters: Filters, max_per_doc: int | None, neighbours: int
     ) -> None:
-        if not isinstance(question, str) or not question.strip():
-            raise SearchError("the question is empty; ask something, for example: rag search 'who won?'")
-        if k < 1:
-            raise SearchError(f"k={k} must be 1 or more")
+        check_question(question, self.max_question_chars)
+        check_k(k, self.max_k)
         if mode not in MODES:
             raise SearchError(f"mode {mode!r} is unknown; choose one of {', '.join(MODES)}")
         if max_per_doc is not None and max_per_doc < 1:
@@ -349,9 +357,8 @@ class Retriever:
     # --- the two sides ------------------------------------------------------------------
 
     def _dense(self, query: np.ndarray, pool: int, allowed: set[int] | None) -> dict[int, float]:
-        index = self._vectors()
         ids_filter = np.fromiter(allowed, dtype=np.int64) if allowed is not None else None
-        scores, ids = index.search(query, pool, allowed_ids=ids_filter)
+        scores, ids = self._dense_search(query, pool, ids_filter)
         return {int(i): float(s) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0}
 
     def _timed_keyword(self, question: str, depth: int, filters: Filters) -> tuple[dict[int, float], float]:
@@ -510,6 +517,22 @@ class Retriever:
             "SELECT substr(text, ?, ?) FROM documents WHERE id = ?", (start + 1, end - start, passage.doc_id)
         ).fetchone()
         return replace(passage, context_start=start, context_end=end, context=context)
+
+
+def check_question(question: str, limit: int) -> None:
+    """One rule for every entry point: a question is non-empty text of at most ``limit`` characters."""
+    if not isinstance(question, str) or not question.strip():
+        raise SearchError("the question is empty; type a question, for example: who won?")
+    if len(question) > limit:
+        raise SearchError(
+            f"the question is {len(question):,} characters long; the limit is {limit:,} (setting max_question_chars)"
+        )
+
+
+def check_k(k: int, limit: int) -> None:
+    """One rule for every entry point: k is a whole number from 1 to ``limit``; 0 is not "the default"."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= limit:
+        raise SearchError(f"k={k!r} must be a whole number from 1 to {limit} (setting max_k)")
 
 
 def default_cap(k: int) -> int:

@@ -2,12 +2,18 @@
 
 The FAISS file is derived from this store and can be rebuilt from it without the model,
 because every chunk's vector is kept in the embedding cache (keyed by model and text hash).
-Each write transaction that changes chunks bumps ``generation``; the FAISS file carries the
-generation it was saved at, so a stale file (a crash between the two) is detected on open.
+Each write transaction that changes chunks bumps ``generation``, a cheap signal that something
+changed; the FAISS file carries a digest of the exact set of chunk ids it holds, which is what
+proves it matches (see ``rag.api``). Cached vectors that no chunk uses any more are pruned in
+the transaction that removed their last chunk.
+
+Read-only handles (``read_only=True``) open the file with SQLite's ``mode=ro``: they never
+create, migrate or alter anything, so ``rag status`` on a stranger's file leaves it as it was.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -21,7 +27,7 @@ import numpy.typing as npt
 
 from rag.types import Chunk, Document, content_hash
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -68,37 +74,77 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (model, text_hash)
     ) WITHOUT ROWID;
     """,
+    # Pruning a removed chunk's cached vector asks "does any chunk still use this text?".
+    2: """
+    CREATE INDEX chunks_text_hash ON chunks(text_hash);
+    """,
 }
+_TABLES = {"meta", "files", "documents", "chunks", "embeddings"}
+_REPAIR = (
+    "move it away and index your sources again, or salvage it with `sqlite3 {path} .recover | sqlite3 recovered.sqlite`"
+)
 
 
 class StoreError(RuntimeError):
     """The store file cannot be used; the message names the file and the fix."""
 
 
+def damaged(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    """The error for a store SQLite cannot read, with how to repair it."""
+    return StoreError(f"{path} is damaged ({exc}); " + _REPAIR.format(path=path))
+
+
 class Store:
     """A thin, typed layer over one SQLite file. Not shared between threads."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
+        # Hashes of removed chunks' texts, pruned from the embedding cache before the
+        # transaction that removed them commits (see ``transaction``).
+        self._unused_hashes: set[str] = set()
         try:
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode survives a killed process (not a power cut), and is much faster.
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            if read_only:
+                self.db = sqlite3.connect(
+                    f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+                )
+            else:
+                self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            version = self._check_ours()
+            if not read_only:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode survives a killed process (not a power cut), and is much faster.
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.execute("PRAGMA foreign_keys=ON")
+                self._migrate(version)
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path} is not a usable rag store ({exc}); move it away and index again") from exc
+            if hasattr(self, "db"):
+                self.db.close()
+            raise damaged(path, exc) from exc
 
     def close(self) -> None:
         self.db.close()
 
-    def _migrate(self) -> None:
+    def _check_ours(self) -> int:
+        """The schema version, after making sure the file is a rag store (or a new, empty file)."""
         version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has schema version {version}, newer than this rag ({SCHEMA_VERSION}); upgrade rag"
             )
+        if (version == 0 and tables) or (version > 0 and not tables >= _TABLES):
+            self.db.close()
+            raise StoreError(
+                f"{self.path} is an SQLite file but not a rag store (tables: {', '.join(sorted(tables)) or 'none'}); "
+                "point --index-dir at another folder"
+            )
+        if version == 0 and self.read_only:
+            self.db.close()
+            raise StoreError(f"{self.path} is empty, not a rag store; create one with `rag index PATH`")
+        return version
+
+    def _migrate(self, version: int) -> None:
         for target in range(version + 1, SCHEMA_VERSION + 1):
             # executescript commits any open transaction itself; the savepoint makes each
             # migration all-or-nothing.
@@ -115,10 +161,26 @@ class Store:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
+            self._prune_unused()
         except BaseException:
+            self._unused_hashes.clear()
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def _prune_unused(self) -> None:
+        """Drop cached vectors of texts that no chunk uses any more, as the last step of the
+        transaction that removed them: the new chunks of an update are in place by then, so
+        a text an updated document kept keeps its vector."""
+        hashes = list(self._unused_hashes)
+        self._unused_hashes.clear()
+        for i in range(0, len(hashes), 500):
+            part = hashes[i : i + 500]
+            self.db.execute(
+                f"DELETE FROM embeddings WHERE text_hash IN ({','.join('?' * len(part))}) "
+                "AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.text_hash = embeddings.text_hash)",
+                part,
+            )
 
     # --- meta ---------------------------------------------------------------------------
 
@@ -203,22 +265,29 @@ class Store:
     def delete_document(self, doc_id: str) -> list[int]:
         """Remove a document and its chunks; returns the removed chunk ids.
 
-        When it was the last document read from its file, the file's hash is forgotten too,
-        so indexing that file again (if it still exists) reads it instead of skipping it.
+        Its file's hash is forgotten too, so indexing that file again reads it instead of
+        skipping it as unchanged: reindexing a source restores what it says, even when one
+        record of a JSONL file was removed by hand.
         """
         with self.transaction() as db:
             removed = self._delete_chunks(doc_id)
             row = db.execute("SELECT path FROM documents WHERE id=?", (doc_id,)).fetchone()
             db.execute("DELETE FROM documents WHERE id=?", (doc_id,))
-            if row is not None and not self.document_ids_for_path(row[0]):
+            if row is not None:
                 db.execute("DELETE FROM files WHERE path=?", (row[0],))
             self._bump_generation()
         return removed
 
+    def document_owner(self, doc_id: str) -> str | None:
+        """The file a stored document was read from."""
+        row = self.db.execute("SELECT path FROM documents WHERE id=?", (doc_id,)).fetchone()
+        return None if row is None else str(row[0])
+
     def _delete_chunks(self, doc_id: str) -> list[int]:
-        ids = [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE doc_id=?", (doc_id,))]
+        rows = self.db.execute("SELECT id, text_hash FROM chunks WHERE doc_id=?", (doc_id,)).fetchall()
         self.db.execute("DELETE FROM chunks WHERE doc_id=?", (doc_id,))
-        return ids
+        self._unused_hashes.update(text_hash for _, text_hash in rows)
+        return [chunk_id for chunk_id, _ in rows]
 
     # --- chunks -------------------------------------------------------------------------
 
@@ -241,6 +310,32 @@ class Store:
             yield rows
             last = rows[-1][0]
 
+    def chunk_ids(self) -> npt.NDArray[np.int64]:
+        """Every chunk id, ascending: the set the vector file must hold exactly."""
+        rows = self.db.execute("SELECT id FROM chunks ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def vectors_for_chunks(self, model: str, ids: list[int]) -> tuple[dict[int, npt.NDArray[np.float32]], list[int]]:
+        """Cached vectors of the given chunks, and the ids of those with no cached vector."""
+        found: dict[int, npt.NDArray[np.float32]] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            rows = self.db.execute(
+                "SELECT c.id, e.vector FROM chunks c JOIN embeddings e ON e.model = ? AND e.text_hash = c.text_hash "
+                f"WHERE c.id IN ({','.join('?' * len(part))})",
+                (model, *part),
+            )
+            found.update((int(cid), np.frombuffer(blob, dtype=np.float32)) for cid, blob in rows)
+        return found, [cid for cid in ids if cid not in found]
+
+    def chunk_texts(self, ids: list[int]) -> dict[int, str]:
+        texts: dict[int, str] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            rows = self.db.execute(f"SELECT id, text FROM chunks WHERE id IN ({','.join('?' * len(part))})", part)
+            texts.update((int(cid), text) for cid, text in rows)
+        return texts
+
     # --- embedding cache ----------------------------------------------------------------
 
     def cached_vectors(self, model: str, hashes: Iterable[str]) -> dict[str, npt.NDArray[np.float32]]:
@@ -255,6 +350,16 @@ class Store:
             ):
                 found[text_hash] = np.frombuffer(blob, dtype=np.float32)
         return found
+
+    def collect_garbage(self, model: str) -> int:
+        """Drop cached vectors that no chunk uses, or that another model made; returns how many."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM embeddings WHERE model != ? "
+                "OR NOT EXISTS (SELECT 1 FROM chunks c WHERE c.text_hash = embeddings.text_hash)",
+                (model,),
+            )
+            return int(cursor.rowcount)
 
     def put_vectors(self, model: str, hashes: list[str], vectors: npt.NDArray[np.float32]) -> None:
         with self.transaction() as db:
@@ -274,6 +379,11 @@ class Store:
         chunks = self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
         cached = self.db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
         return {"documents": documents, "chunks": chunks, "cached_embeddings": cached}
+
+
+def ids_digest(ids: npt.NDArray[np.int64]) -> str:
+    """A fingerprint of a set of chunk ids (given sorted), to prove two sides hold the same set."""
+    return hashlib.sha256(np.ascontiguousarray(ids, dtype="<i8").tobytes()).hexdigest()[:32]
 
 
 def _document(row: tuple[Any, ...]) -> Document:

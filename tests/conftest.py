@@ -60,12 +60,27 @@ def article(n: int, words: int = 120) -> str:
     return " ".join(sentences)
 
 
-def assert_consistent(index_dir: Path) -> None:
-    """SQLite and FAISS agree, and every chunk is an exact slice of its document."""
-    with RAG.open(index_dir, config=Config(index_dir=index_dir), create=False) as opened:
+def file_vector_ids(index_dir: Path) -> set[int]:
+    """The chunk ids the vector file on disk holds (not a handle's in-memory copy)."""
+    from embeddings import VectorIndex
+
+    index, _ = VectorIndex.load(index_dir / "vectors.faiss")
+    return set(index.ids().tolist())
+
+
+def assert_consistent(index_dir: Path, file_must_match: bool = True) -> None:
+    """SQLite and FAISS agree, and every chunk is an exact slice of its document.
+
+    With ``file_must_match`` the vector file on disk must hold exactly the store's chunks
+    (after any writer finished); without it (right after a kill -9), a reader's in-memory
+    copy must, whatever the file holds."""
+    with RAG.open(index_dir, config=Config(index_dir=index_dir), read_only=True) as opened:
         db = opened.store.db
         chunk_ids = {r[0] for r in db.execute("SELECT id FROM chunks")}
         assert set(opened.vectors.ids().tolist()) == chunk_ids
+        if file_must_match:
+            assert file_vector_ids(index_dir) == chunk_ids, "the vector file differs from the store"
+            assert opened.status()["vectors_up_to_date"] is True
         fts = db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
         assert fts == len(chunk_ids)
         for doc_id, text in db.execute("SELECT id, text FROM documents"):

@@ -81,7 +81,7 @@ def test_kill_9_during_indexing_then_reopen_and_finish(source: Path, tmp_path: P
         done = generation(index_dir) - before
         assert 0 < done < (changed if updating else N_DOCS), f"the kill landed mid-run ({done} written)"
     if (index_dir / "store.sqlite").exists():
-        assert_consistent(index_dir)  # opens, repairs FAISS from the store if it is stale
+        assert_consistent(index_dir, file_must_match=False)  # a reader brings a stale copy in step in memory
     rerun = start_index(source, index_dir)
     assert rerun.wait(60) == 0, rerun.stderr.read() if rerun.stderr else ""
     assert_consistent(index_dir)

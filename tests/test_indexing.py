@@ -104,9 +104,17 @@ def test_a_stale_or_damaged_faiss_file_is_rebuilt_from_the_store(config: Config,
         rag.index([tmp_path / "f"], progress=False)
     vectors = config.index_dir / "vectors.faiss"
     vectors.write_bytes(vectors.read_bytes()[:100])  # truncated, as by a crash mid-write
+    before = vectors.read_bytes()
+    assert_consistent(config.index_dir, file_must_match=False)  # a reader repairs in memory
+    assert vectors.read_bytes() == before, "a reader wrote the vector file"
+    with RAG.open(config=config) as rag:
+        assert rag.repair_vectors() is True  # a writer repairs it on disk
+        assert rag.repair_vectors() is False
     assert_consistent(config.index_dir)
-    VectorIndex.load(vectors)  # repaired on disk too
     vectors.unlink()
+    assert_consistent(config.index_dir, file_must_match=False)
+    with RAG.open(config=config) as rag:
+        rag.index([tmp_path / "f"], progress=False)  # any write run saves a missing file too
     assert_consistent(config.index_dir)
 
 

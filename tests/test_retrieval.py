@@ -102,8 +102,8 @@ def test_neighbouring_text_is_returned_as_context(news: RAG) -> None:
     ("kwargs", "message"),
     [
         ({"question": "   "}, "the question is empty"),
-        ({"question": "x", "k": 0}, "k=0 must be 1 or more"),
-        ({"question": "x", "k": -3}, "k=-3 must be 1 or more"),
+        ({"question": "x", "k": 0}, "k=0 must be a whole number from 1 to 100"),
+        ({"question": "x", "k": -3}, "k=-3 must be a whole number from 1 to 100"),
         ({"question": "x", "mode": "semantic"}, "mode 'semantic' is unknown; choose one of dense, keyword, hybrid"),
         ({"question": "x", "since": "21/09/2021"}, "since '21/09/2021' is not a date; use YYYY-MM-DD"),
         ({"question": "x", "until": "2021-02-30"}, "until '2021-02-30' is not a date"),

