@@ -209,6 +209,10 @@ class RAG:
         have = np.sort(index.ids())
         extra = np.setdiff1d(have, wanted, assume_unique=True)
         missing = np.setdiff1d(wanted, have, assume_unique=True)
+        if source != "memory" and (extra.size or missing.size or source == "store"):
+            # The file on disk is damaged, missing or stale: a writer saves a good one on its
+            # way out even if it changes nothing else (readers never save).
+            self._vectors_dirty = True
         if extra.size or missing.size:
             if source == "file":
                 log.warning(
@@ -335,20 +339,16 @@ class RAG:
                 if self._vectors_dirty or not self._vector_file_matches():
                     self._save_vectors()
 
-    def repair_vectors(self) -> bool:
+    def repair_vectors(self, deep: bool = True) -> bool:
         """Save the vector file if it is out of step with the store or damaged; True if it was.
 
-        Unlike the check every write makes on its way out (the stamp), this reads the whole
-        file: its checksum and every vector. Waits for the write lock, like any writer."""
-        from embeddings import IndexFileError, VectorIndex
-
+        ``deep`` reads the whole file (its checksum and every vector), where the check every
+        write makes on its way out reads only the stamp. Waits for the write lock."""
         with self._writing():
-            try:
-                VectorIndex.load(self.dir / VECTORS_FILE)
-                stale = not self._vector_file_matches()
-            except IndexFileError:
-                stale = not self.store.is_empty() or (self.dir / VECTORS_FILE).exists()
-            self._vectors_dirty = self._vectors_dirty or stale
+            stale = not self._vector_file_matches()
+            if deep and not stale and not self.store.is_empty():
+                self.vectors  # loads and verifies the file; a damaged one marks itself for saving  # noqa: B018
+            stale = stale or self._vectors_dirty
             return stale
 
     # --- writing ------------------------------------------------------------------------

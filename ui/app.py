@@ -226,7 +226,7 @@ def build_app(service: ChatService) -> gr.Blocks:
 
 def _repair_vectors(rag: RAG) -> None:
     with rag.fork() as writer:
-        writer.repair_vectors()
+        writer.repair_vectors(deep=False)  # the stamp only: reading a big file twice at start costs memory
 
 
 def serve(config: Config, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None) -> None:
