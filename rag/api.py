@@ -375,17 +375,19 @@ class RAG:
 
     def remove(self, doc_id_or_path: str) -> list[str]:
         """Remove one document by id, or every document read from a file or folder."""
-        paths = dict(self.store.document_paths())
-        if doc_id_or_path in paths:
-            doomed = [doc_id_or_path]
-        else:
-            target = str(Path(doc_id_or_path).expanduser().resolve())
-            doomed = [doc_id for doc_id, path in paths.items() if path == target or path.startswith(target + os.sep)]
-        if not doomed:
-            raise NotFoundError(
-                f"no document has the id or path {doc_id_or_path!r}; `rag status` shows what is indexed"
-            )
+        # Inside the lock: the documents are those of now, and a rerun after a killed removal
+        # that finds nothing left still saves the vector file that run left stale.
         with self._writing():
+            paths = dict(self.store.document_paths())
+            if doc_id_or_path in paths:
+                doomed = [doc_id_or_path]
+            else:
+                target = str(Path(doc_id_or_path).expanduser().resolve())
+                doomed = [d for d, path in paths.items() if path == target or path.startswith(target + os.sep)]
+            if not doomed:
+                raise NotFoundError(
+                    f"no document has the id or path {doc_id_or_path!r}; `rag status` shows what is indexed"
+                )
             indexer = self._indexer()
             for doc_id in doomed:
                 indexer.remove_document(doc_id)

@@ -96,6 +96,9 @@ class Config:
     max_file_mb: int = 50  # a bigger file is skipped with a reason (about 4 GB of memory per 200 MB)
     max_upload_mb: int = 50  # all files of one web upload together
     max_upload_files: int = 100  # files in one web upload
+    # Web chat sessions whose state the server keeps (least recently used go first). Gradio
+    # keeps a copy of the page's configuration per session, about 60 KB, 10,000 by default.
+    max_sessions: int = 500
 
     def __post_init__(self) -> None:
         if not isinstance(self.index_dir, Path):  # accept a str from Python callers too
@@ -117,7 +120,7 @@ class Config:
             raise ConfigError(f"answerer={self.answerer!r} is unknown; choose one of {', '.join(ANSWERERS)}")
         for name in (
             "batch_size", "encode_group", "ivf_nprobe", "candidates", "answer_passages", "llm_max_tokens",
-            "max_question_chars", "max_k", "max_file_mb", "max_upload_mb", "max_upload_files",
+            "max_question_chars", "max_k", "max_file_mb", "max_upload_mb", "max_upload_files", "max_sessions",
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be 1 or more")

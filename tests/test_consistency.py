@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from rag import RAG, Config
+from rag.api import NotFoundError
 from rag.store import Store
 from tests.conftest import article, assert_consistent, file_vector_ids, free_port, start_server, wait_for_http, write
 
@@ -208,4 +209,20 @@ def test_damaged_vector_files_are_refused_and_rebuilt(config: Config, tmp_path: 
     assert_consistent(config.index_dir, file_must_match=False)
     with RAG.open(config=config) as rag:
         assert rag.repair_vectors() is True
+    assert_consistent(config.index_dir)
+
+
+def test_a_rerun_that_finds_nothing_to_do_still_saves_a_stale_file(config: Config, tmp_path: Path) -> None:
+    """`rag remove` killed after its last commit but before saving: the rerun finds nothing
+    left to remove, says so, and still leaves an exact vector file."""
+    corpus(tmp_path / "f", 0, 4)
+    with RAG.open(config=config) as rag:
+        rag.index([tmp_path / "f"], progress=False)
+    vectors = config.index_dir / "vectors.faiss"
+    saved = vectors.read_bytes()
+    with RAG.open(config=config) as rag:
+        rag.remove(str(tmp_path / "f" / "a000.txt"))
+    vectors.write_bytes(saved)  # as if killed before the save
+    with RAG.open(config=config) as rag, pytest.raises(NotFoundError):
+        rag.remove(str(tmp_path / "f" / "a000.txt"))
     assert_consistent(config.index_dir)
