@@ -11,6 +11,8 @@ import hashlib
 import os
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -75,10 +77,48 @@ def _load_model(name: str, device: str) -> SentenceTransformer:
         ) from exc
 
 
+# A call with more texts than this is bulk work (indexing): it runs batch by batch and lets
+# interactive calls (a question, an answer's sentences) go first between batches.
+INTERACTIVE_TEXTS = 64
+
+
+class ModelLock:
+    """One model call at a time, interactive calls before bulk ones.
+
+    A question used to wait behind a whole indexing group (512 chunks, 5 to 15 s on two busy
+    cores); now it waits for at most one batch of it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = False
+        self._interactive_waiting = 0
+
+    @contextmanager
+    def hold(self, interactive: bool) -> Iterator[None]:
+        with self._cond:
+            if interactive:
+                self._interactive_waiting += 1
+                try:
+                    while self._busy:
+                        self._cond.wait()
+                finally:
+                    self._interactive_waiting -= 1
+            else:
+                while self._busy or self._interactive_waiting:
+                    self._cond.wait()
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+
 @functools.lru_cache(maxsize=4)
-def _model_lock(name: str) -> threading.Lock:
+def _model_lock(name: str) -> ModelLock:
     """One lock per model, shared like the model itself."""
-    return threading.Lock()
+    return ModelLock()
 
 
 class SentenceTransformerEncoder:
@@ -113,14 +153,24 @@ class SentenceTransformerEncoder:
     def _encode(self, texts: list[str], batch_size: int | None = None) -> Vectors:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
-            vectors = self.model.encode(
-                texts,
-                batch_size=self.batch_size if batch_size is None else batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+        size = self.batch_size if batch_size is None else batch_size
+        if len(texts) <= INTERACTIVE_TEXTS:
+            with self._lock.hold(interactive=True):
+                return self._run(texts, size)
+        # Bulk: longest first, as sentence-transformers sorts within one call (so batches pad
+        # little), one batch per turn of the lock, then back in the caller's order.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for first in range(0, len(order), size):
+            rows = order[first : first + size]
+            with self._lock.hold(interactive=False):
+                out[rows] = self._run([texts[i] for i in rows], size)
+        return out
+
+    def _run(self, texts: list[str], batch_size: int) -> Vectors:
+        vectors = self.model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def encode_documents(self, texts: list[str], batch_size: int | None = None) -> Vectors:
