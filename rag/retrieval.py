@@ -438,8 +438,9 @@ class Retriever:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
+        # CROSS JOIN: chunks first, by primary key (see Store.vectors_for_chunks).
         rows = self.db.execute(
-            f"SELECT c.id, e.vector FROM chunks c JOIN embeddings e ON e.model = ? AND e.text_hash = c.text_hash "
+            f"SELECT c.id, e.vector FROM chunks c CROSS JOIN embeddings e ON e.model = ? AND e.text_hash = c.text_hash "
             f"WHERE c.id IN ({marks})",
             (self.model, *ids),
         ).fetchall()

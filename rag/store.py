@@ -174,12 +174,15 @@ class Store:
         a text an updated document kept keeps its vector."""
         hashes = list(self._unused_hashes)
         self._unused_hashes.clear()
+        # The index's own model only, so each delete is a primary-key lookup; vectors of
+        # another model (left by a rebuild) are `rag gc`'s to drop.
+        model = self.meta().get("model")
         for i in range(0, len(hashes), 500):
             part = hashes[i : i + 500]
             self.db.execute(
-                f"DELETE FROM embeddings WHERE text_hash IN ({','.join('?' * len(part))}) "
+                f"DELETE FROM embeddings WHERE model = ? AND text_hash IN ({','.join('?' * len(part))}) "
                 "AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.text_hash = embeddings.text_hash)",
-                part,
+                (model, *part),
             )
 
     # --- meta ---------------------------------------------------------------------------
@@ -321,7 +324,10 @@ class Store:
         for i in range(0, len(ids), 500):
             part = ids[i : i + 500]
             rows = self.db.execute(
-                "SELECT c.id, e.vector FROM chunks c JOIN embeddings e ON e.model = ? AND e.text_hash = c.text_hash "
+                # CROSS JOIN keeps chunks the outer loop: with many ids SQLite would otherwise
+                # scan every cached vector (3.3 s per 500 ids at 20k chunks, against 25 ms).
+                "SELECT c.id, e.vector FROM chunks c "
+                "CROSS JOIN embeddings e ON e.model = ? AND e.text_hash = c.text_hash "
                 f"WHERE c.id IN ({','.join('?' * len(part))})",
                 (model, *part),
             )

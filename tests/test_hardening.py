@@ -389,3 +389,26 @@ def test_a_damaged_store_is_a_clear_error_with_the_repair(tmp_path: Path) -> Non
         done = run_cli(*command, "--index-dir", str(folder))
         assert done.returncode == 2, done.stdout
         assert "is damaged" in done.stderr and ".recover" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_interactive_model_calls_go_before_queued_bulk_batches() -> None:
+    from embeddings.encoder import ModelLock
+
+    lock = ModelLock()
+    order: list[str] = []
+    started = threading.Event()
+
+    def bulk_batches() -> None:
+        for i in range(3):
+            with lock.hold(interactive=False):
+                started.set()
+                order.append(f"bulk{i}")
+                time.sleep(0.2)
+
+    worker = threading.Thread(target=bulk_batches)
+    worker.start()
+    assert started.wait(5)
+    with lock.hold(interactive=True):  # arrives while bulk0 runs
+        order.append("question")
+    worker.join(5)
+    assert order == ["bulk0", "question", "bulk1", "bulk2"]
