@@ -252,14 +252,21 @@ class RAG:
             found, lacking = self.store.vectors_for_chunks(self.settings.model, batch)
             lacking += [cid for cid, vector in found.items() if not np.isfinite(vector).all()]
             if lacking:
-                log.warning("%d chunks have no usable cached vector; embedding them again", len(lacking))
                 by_id = self.store.chunk_texts(lacking)
+                # A chunk a writer removed since its id was read is simply left out: the
+                # generation moved too, so the next search brings this copy in step again.
+                gone = set(lacking) - set(by_id)
+                batch = [cid for cid in batch if cid not in gone]
+                lacking = [cid for cid in lacking if cid not in gone]
+            if lacking:
+                log.warning("%d chunks have no usable cached vector; embedding them again", len(lacking))
                 texts = [by_id[cid] for cid in lacking]
                 vectors = self.encoder.encode_documents(texts)
                 if not self.store.read_only:
                     self._indexer().cache(texts, vectors)
                 found.update(zip(lacking, vectors, strict=True))
-            yield np.array(batch, dtype=np.int64), np.stack([found[cid] for cid in batch])
+            if batch:
+                yield np.array(batch, dtype=np.int64), np.stack([found[cid] for cid in batch])
 
     def _new_vector_index(self) -> VectorIndex:
         from embeddings import VectorIndex

@@ -226,3 +226,19 @@ def test_a_rerun_that_finds_nothing_to_do_still_saves_a_stale_file(config: Confi
     with RAG.open(config=config) as rag, pytest.raises(NotFoundError):
         rag.remove(str(tmp_path / "f" / "a000.txt"))
     assert_consistent(config.index_dir)
+
+
+def test_a_chunk_removed_while_a_reader_syncs_is_left_out(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader read the chunk ids, then a writer replaced a document before the reader fetched
+    the vectors: the vanished ids are skipped (the next search syncs again), never a crash."""
+    corpus(tmp_path / "f", 0, 3)
+    with RAG.open(config=config) as rag:
+        rag.index([tmp_path / "f"], progress=False)
+    (config.index_dir / "vectors.faiss").unlink()
+    with RAG.open(config=config, read_only=True) as reader:
+        real = reader.store.chunk_ids
+        monkeypatch.setattr(reader.store, "chunk_ids", lambda: np.append(real(), [10**9]))
+        assert reader.search("word1", k=1)
+        assert 10**9 not in set(reader.vectors.ids().tolist())
