@@ -7,8 +7,10 @@ import os
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +120,22 @@ def wait_for_http(url: str, proc: subprocess.Popen[bytes], what: str, log: Path,
             state = "exited" if proc.poll() is not None else f"did not answer within {limit_s:.0f} s"
             raise AssertionError(f"{what} {state} during start-up; its log ends:\n{tail}")
         time.sleep(0.25)
+
+
+@contextmanager
+def running_serve(index_dir: Path, log: Path, env: dict[str, str], *args: str) -> Iterator[str]:
+    """A real `rag serve` on a free port of 127.0.0.1, answering; yields its URL, stops it after."""
+    port = free_port()
+    proc = start_server(
+        [sys.executable, "-m", "rag.cli", "serve", "--index-dir", str(index_dir), "--port", str(port), *args], log, env
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for_http(url, proc, " ".join(["rag serve", *args]), log)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def doc_count(index_dir: Path) -> int:

@@ -24,7 +24,7 @@ import pytest
 from rag import RAG, Config
 from rag.api import NotFoundError
 from rag.store import Store
-from tests.conftest import article, assert_consistent, file_vector_ids, free_port, start_server, wait_for_http, write
+from tests.conftest import article, assert_consistent, file_vector_ids, running_serve, write
 
 # A one-chunk document: searching its own text densely must find it first, if it is searched.
 ZEBRA = "Zebra note\n\nThe zebra crossing by the quartz mill smelled of marmalade."
@@ -66,18 +66,8 @@ def corpus(folder: Path, first: int, count: int, words: int = 200) -> Path:
 def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     index_dir = tmp_path / "index"
     assert cli("index", str(corpus(tmp_path / "first", 0, 20)), index_dir=index_dir).returncode == 0
-    port = free_port()
-    log = tmp_path / "serve.log"
-    proc = start_server(
-        [sys.executable, "-m", "rag.cli", "serve", "--index-dir", str(index_dir), "--port", str(port)], log, ENV
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_for_http(url, proc, "rag serve", log)
+    with running_serve(index_dir, tmp_path / "serve.log", ENV) as url:
         yield url, index_dir
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_an_upload_in_a_running_server_keeps_vectors_another_process_added(

@@ -18,7 +18,7 @@ import pytest
 
 from rag import RAG
 from rag.types import Answer, Citation, Passage
-from tests.conftest import REPO, SAMPLE_ARTICLES, free_port, start_server, wait_for_http, write
+from tests.conftest import REPO, SAMPLE_ARTICLES, free_port, running_serve, start_server, wait_for_http, write
 from ui.render import answer_message, sources_html
 
 CHROMIUM = "/usr/bin/chromium"
@@ -80,25 +80,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     index_dir = root / "index"
     with RAG.open(index_dir) as rag:
         rag.index([corpus], progress=False)
-    port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     started = time.monotonic()
-    log = root / "serve.log"
-    proc = start_server(
-        [sys.executable, "-m", "rag.cli", "serve", "--index-dir", str(index_dir), "--port", str(port)], log, env
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_for_http(url, proc, "rag serve", log)
+    with running_serve(index_dir, root / "serve.log", env) as url:
         from gradio_client import Client
 
         answer = Client(url, verbose=False).predict("How many troops did the Afghan government have?", api_name="/ask")
         first = time.monotonic() - started
         assert "300,000" in answer["answer"]
         yield Server(url, index_dir, started, first)
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_first_answer_arrives_soon_after_start(server: Server) -> None:
@@ -212,23 +202,13 @@ def test_a_hostile_document_shows_as_text_and_runs_nothing(server: Server, brows
 def test_basic_auth_guards_the_chat_and_the_api(server: Server, tmp_path: Path) -> None:
     from gradio_client import Client
 
-    port = free_port()
-    log = tmp_path / "auth.log"
     env = {**os.environ, "RAG_AUTH": "alice:s3cret", "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc = start_server(
-        [sys.executable, "-m", "rag.cli", "serve", "--index-dir", str(server.index_dir), "--port", str(port)], log, env
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_for_http(url, proc, "rag serve with auth", log)  # the login page answers 200
+    with running_serve(server.index_dir, tmp_path / "auth.log", env) as url:  # the login page answers 200
         with pytest.raises(Exception):  # noqa: B017 - gradio_client raises its own error types
             Client(url, verbose=False).predict("How many troops?", api_name="/ask")
         client = Client(url, auth=("alice", "s3cret"), verbose=False)
         answer = client.predict("How many troops did the Afghan government have?", api_name="/ask")
         assert "300,000" in answer["answer"]
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_an_llm_answer_streams_into_the_chat(server: Server, browser: object, tmp_path: Path) -> None:
