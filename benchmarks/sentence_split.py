@@ -7,7 +7,7 @@ Accuracy: tests/fixtures/news_sentences.json holds paragraphs of news-style text
 gold sentences (Mr., Dr., U.S., U.N., Jan., Sept., St., Gen., Ae., e.g., decimals, quotes,
 initials, datelines); a paragraph counts when every sentence span is exactly right. Speed:
 megabytes of COVID-QA papers (from ../shared/datasets) segmented per second. Candidates that
-are not installed are reported as such. "rag today" is rag.chunking.sentence_spans.
+are not installed are reported as such. "rag" is rag.chunking.sentence_spans (sentencex plus its repairs).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def sentencex_(text: str) -> Spans:
 
 
 CANDIDATES: dict[str, Callable[[str], Spans]] = {
-    "rag today (a regular expression)": rag_now,
+    "rag (sentencex, structure lines, repairs)": rag_now,
     "pysbd": pysbd_,
     "syntok": syntok_,
     "blingfire": blingfire_,

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.chunking import sentence_spans
+from rag.chunking import segments
 from rag.retrieval import STOPWORDS
 from rag.types import Citation, Passage
 
@@ -24,6 +24,11 @@ class SourceSentence:
     start: int  # offsets into the document text
     end: int
     text: str
+    kind: str = "sentence"  # or a structure kind (title, heading, byline, date, dateline)
+
+    @property
+    def is_structure(self) -> bool:
+        return self.kind != "sentence"
 
     @property
     def label(self) -> str:
@@ -34,15 +39,17 @@ def source_sentences(passages: Sequence[Passage]) -> list[SourceSentence]:
     """Every sentence of every passage, numbered per passage, with document offsets."""
     out: list[SourceSentence] = []
     for p_number, passage in enumerate(passages, start=1):
-        for s_number, (start, end) in enumerate(sentence_spans(passage.text), start=1):
+        pieces = segments(passage.text, document_start=passage.start == 0)
+        for s_number, piece in enumerate(pieces, start=1):
             out.append(
                 SourceSentence(
                     passage=p_number,
                     number=s_number,
                     doc_id=passage.doc_id,
-                    start=passage.start + start,
-                    end=passage.start + end,
-                    text=passage.text[start:end],
+                    start=passage.start + piece.start,
+                    end=passage.start + piece.end,
+                    text=passage.text[piece.start : piece.end],
+                    kind=piece.kind,
                 )
             )
     return out

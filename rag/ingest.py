@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.chunking import structure
 from rag.readers import SUPPORTED, Parsed, UnreadableError, read_file
 from rag.types import Document, Skipped
 
@@ -159,5 +160,7 @@ def _to_document(path: Path, item: Parsed) -> Document:
         title=title,
         date=item.date,
         text=item.text,
-        meta=item.meta,
+        # Title, headings, bylines and date lines with their offsets: shown as the document's
+        # outline, and never quoted as an answer (rag.chunking.segments finds them).
+        meta={**item.meta, "structure": [[s.start, s.end, s.kind] for s in structure(item.text)]},
     )

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import json
 import random
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
-from rag.chunking import chunk_text, count_tokens
+from rag.chunking import chunk_text, count_tokens, segments, sentence_spans, structure
 
 AWKWARD = {
     "non_ascii": "Ünïcödé façade — naïve café. 東京は日本の首都です。 Emoji 🙂🚀 here! Zürich’s “quotes”. " * 40,
@@ -86,3 +88,61 @@ def test_random_texts_keep_exact_offsets() -> None:
         for chunk in chunk_text("d", text, rng.choice([16, 32, 64]), rng.choice([0, 4, 8])):
             assert chunk.text == text[chunk.start : chunk.end]
             assert chunk.text.strip()
+
+
+# --- sentences and structure on news text -----------------------------------------------
+
+NEWS = json.loads((Path(__file__).parent / "fixtures" / "news_sentences.json").read_text())["paragraphs"]
+
+
+@pytest.mark.parametrize("sentences", NEWS, ids=lambda s: s[-1][:30])
+def test_news_paragraphs_split_exactly_into_their_sentences(sentences: list[str]) -> None:
+    text = " ".join(sentences)
+    assert [text[a:b] for a, b in sentence_spans(text)] == sentences
+
+
+ARTICLE = """# Riverside bridge repairs to start in spring
+
+By Anna Lee and Tomás Ferreira
+Published 2026-09-30
+
+RIVERSIDE (Reuters) — The repairs will cost 14.2 million euros, Mr. Ferreira said.
+The council meets again on Sept. 16 in St. Louis
+and will vote then.
+
+Why the delay
+
+Engineers found cracks in Jan. 2026.
+"""
+
+
+def test_titles_headings_bylines_dates_and_datelines_are_structure_not_sentences() -> None:
+    found = [(ARTICLE[s.start : s.end], s.kind) for s in segments(ARTICLE)]
+    assert found == [
+        ("# Riverside bridge repairs to start in spring", "heading"),
+        ("By Anna Lee and Tomás Ferreira", "byline"),
+        ("Published 2026-09-30", "date"),
+        ("RIVERSIDE (Reuters) —", "dateline"),
+        ("The repairs will cost 14.2 million euros, Mr. Ferreira said.", "sentence"),
+        ("The council meets again on Sept. 16 in St. Louis\nand will vote then.", "sentence"),
+        ("Why the delay", "heading"),
+        ("Engineers found cracks in Jan. 2026.", "sentence"),
+    ]
+    assert [ARTICLE[s.start : s.end] for s in structure(ARTICLE)][0].startswith("# Riverside")
+
+
+def test_a_plain_first_line_is_a_title_only_at_the_start_of_a_document() -> None:
+    text = "Fed holds rates steady\nThe Fed kept its rate at 3.75% on Wednesday."
+    assert [s.kind for s in segments(text)] == ["title", "sentence"]
+    assert [s.kind for s in segments(text, document_start=False)] == ["sentence"]
+
+
+def test_a_headline_glued_to_its_date_line_is_a_heading() -> None:
+    text = "Intro text ends here.\nMarkets rally on rate news\nUpdated Sept. 30, 2026\nShares rose 4% on Monday."
+    kinds = [(text[s.start : s.end], s.kind) for s in segments(text)]
+    assert ("Markets rally on rate news", "heading") in kinds
+    assert ("Shares rose 4% on Monday.", "sentence") in kinds
+
+
+def test_one_line_without_a_full_stop_is_prose() -> None:
+    assert [s.kind for s in segments("the quick brown fox")] == ["sentence"]
