@@ -29,13 +29,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag.answering import NOT_IN_DOCUMENTS, Draft
 from rag.answering.backends import LLMBackend, backend_from_config
+from rag.answering.evidence import assess
 from rag.answering.extractive import ExtractiveAnswerer
 from rag.answering.llm import LLMAnswerer
 from rag.config import ANSWERERS, Config, IndexSettings
 from rag.conversation import History, heuristic_query, llm_query
 from rag.indexer import Indexer
 from rag.locks import ReadWriteLock
+from rag.reranking import Reranker
 from rag.retrieval import Filters, Retrieval, Retriever, SearchError, check_k, check_question
 from rag.store import SCHEMA_VERSION, Store, ids_digest
 from rag.types import Answer, Document, IndexSummary, Passage
@@ -498,18 +501,32 @@ class RAG:
         retrieval = self.retrieve(query, k, mode, filters)
         timings.update({f"retrieval_{key}": value for key, value in retrieval.timings_ms.items()})
         started = time.perf_counter()
-        if name == "llm":
-            draft = None
-            for piece in self.llm_answerer.stream(question, retrieval.passages):
+        # One gate for every answerer: the evidence is weighed before anything is written.
+        # Retrieval embedded the question already, unless it searched for a rewritten one.
+        evidence = assess(
+            query,
+            retrieval.passages,
+            lambda: self.encoder,
+            threshold=self.config.abstain_threshold,
+            query_vector=retrieval.query_vector,
+            rare_words=self.retriever.rare_words,
+        )
+        timings["evidence_ms"] = (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        if not evidence.answerable:
+            draft = Draft(NOT_IN_DOCUMENTS, False, (), ())
+            yield draft.text
+        elif name == "llm":
+            written: Draft | None = None
+            for piece in self.llm_answerer.stream(query, retrieval.passages):
                 if isinstance(piece, str):
                     yield piece
                 else:
-                    draft = piece
-            assert draft is not None
+                    written = piece
+            assert written is not None  # the stream always ends with the Draft
+            draft = written
         else:
-            # Retrieval embedded the question already, unless it searched for a rewritten one.
-            vector = retrieval.query_vector if query == question else None
-            draft = self.extractive.answer(question, retrieval.passages, vector)
+            draft = ExtractiveAnswerer().answer(evidence, retrieval.passages)
             yield draft.text
         timings["answer_ms"] = (time.perf_counter() - started) * 1000
         timings["total_ms"] = (time.perf_counter() - began) * 1000
@@ -525,11 +542,9 @@ class RAG:
             answerer=name,
             prompt=draft.prompt,
             raw_output=draft.raw_output,
+            answer_span=draft.answer_span,
+            evidence={"score": evidence.score, **evidence.features},
         )
-
-    @property
-    def extractive(self) -> ExtractiveAnswerer:
-        return ExtractiveAnswerer(lambda: self.encoder, self.config.abstain_threshold)
 
     @property
     def llm(self) -> LLMBackend:
@@ -555,6 +570,8 @@ class RAG:
                 candidates=self.config.candidates,
                 max_k=self.config.max_k,
                 max_question_chars=self.config.max_question_chars,
+                reranker=Reranker(self.config.reranker) if self.config.reranker else None,
+                rerank_depth=self.config.rerank_depth,
             )
         return self._retriever
 

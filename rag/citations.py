@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+
+import simplemma
 
 from rag.chunking import segments
 from rag.retrieval import STOPWORDS
@@ -55,19 +58,23 @@ def source_sentences(passages: Sequence[Passage]) -> list[SourceSentence]:
     return out
 
 
-_SUFFIXES = ("ing", "ed", "es", "ly", "s")
+# Words that frame a question rather than say what it is about ("how much", "according to").
+_FRAMING = frozenset(["much", "many", "according", "also", "still", "really", "exactly", "actually", "kind", "sort"])
 
 
-def _stem(word: str) -> str:
-    for suffix in _SUFFIXES:
-        if len(word) > len(suffix) + 2 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
+@lru_cache(maxsize=200_000)
+def lemma(word: str) -> str:
+    """The dictionary form of a lower-case word: "kept" -> "keep", "cases" -> "case".
+
+    simplemma (a lemmatizer whose English dictionary ships in the wheel) handles irregular
+    forms that suffix stripping cannot, so "What rate did the Fed keep?" matches "kept".
+    """
+    return str(simplemma.lemmatize(word, lang="en")).lower()
 
 
 def content_words(text: str) -> set[str]:
-    """Lower-cased, lightly stemmed words that carry meaning (numbers included)."""
-    return {_stem(w) for w in re.findall(r"\w+", text.lower()) if w not in STOPWORDS}
+    """Lower-cased, lemmatised words that carry meaning (numbers included)."""
+    return {lemma(w) for w in re.findall(r"\w+", text.lower()) if w not in STOPWORDS and w not in _FRAMING}
 
 
 def coverage(needle: str, haystack: str) -> float:

@@ -22,6 +22,7 @@ from eval.questions import EvalError
 from rag.answering.backends import LLMError
 from rag.api import RAG, STORE_FILE, IndexMismatchError, NoIndexError, NotFoundError
 from rag.config import ANSWERERS, INDEX_TYPES, Config, ConfigError
+from rag.reranking import RerankerError
 from rag.retrieval import Filters, SearchError
 from rag.store import StoreError, damaged
 from rag.types import IndexSummary
@@ -109,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-per-doc", type=int, metavar="N", help="passages per document at most (default: half of k, rounded up)"
     )
     search.add_argument("--context", type=int, default=0, metavar="N", help="also show N neighbouring chunks each side")
+    search.add_argument(
+        "--reranker", metavar="MODEL", help="a CrossEncoder (name or folder) to re-score candidates (default: off)"
+    )
     _common(search)
 
     ask = commands.add_parser(
@@ -129,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--llm-model", help="model name to send to that server")
     ask.add_argument("--gguf", help="a GGUF file to run in-process, or 'smollm2' for the bundled tiny model")
     ask.add_argument("--show-prompt", action="store_true", help="print the exact prompt sent to the LLM")
+    ask.add_argument(
+        "--reranker", metavar="MODEL", help="a CrossEncoder (name or folder) to re-score candidates (default: off)"
+    )
     _common(ask)
 
     evaluate = commands.add_parser(
@@ -154,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--compare", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"), help="compare two --out folders")
     evaluate.add_argument("--model", help="embedding model, when FILE brings documents for a new index")
     evaluate.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    evaluate.add_argument(
+        "--reranker", metavar="MODEL", help="a CrossEncoder (name or folder) to re-score candidates (default: off)"
+    )
     _common(evaluate)
 
     serve = commands.add_parser("serve", help="the web chat", description="Serve the web chat (Gradio).")
@@ -163,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--llm-url", help="OpenAI-compatible base URL, to offer the llm answerer")
     serve.add_argument("--llm-model", help="model name to send to that server")
     serve.add_argument("--gguf", help="a GGUF file (or 'smollm2') to offer the llm answerer in-process")
+    serve.add_argument(
+        "--reranker", metavar="MODEL", help="a CrossEncoder (name or folder) to re-score candidates (default: off)"
+    )
     _common(serve)
     return parser
 
@@ -175,6 +188,7 @@ def _config(args: argparse.Namespace) -> Config:
         chunk_tokens=getattr(args, "chunk_tokens", None),
         chunk_overlap=getattr(args, "chunk_overlap", None),
         index_type=getattr(args, "index_type", None),
+        reranker=getattr(args, "reranker", None),
     )
 
 
@@ -367,7 +381,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.show_prompt and answer.prompt:
         print(answer.prompt, end="\n\n---\n\n")
-    print(textwrap.fill(answer.text, width=100))
+    # The answer phrase in bold: ANSI on a terminal, Markdown's ** when piped.
+    on, off = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("**", "**")
+    if answer.answer_span is not None:
+        print(f"Answer: {on}{answer.answer_span.text}{off}\n")
+    for line in answer.marked(on, off).splitlines():  # a list from an LLM keeps its lines
+        print(textwrap.fill(line, width=100, break_on_hyphens=False))
     if not answer.answerable:
         print("\n(answerable: no; the closest passages were:)")
         for p in answer.passages[:3]:
@@ -400,6 +419,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 # Errors a user can fix; anything else is a bug and keeps its traceback.
 USER_ERRORS = (
     ConfigError, EvalError, IndexMismatchError, LLMError, ModelLoadError, NoIndexError, NotFoundError, SearchError,
+    RerankerError,
     StoreError,
 )  # fmt: skip
 

@@ -75,11 +75,15 @@ class Config:
     fusion: str = "convex"
     dense_weight: float = 0.5
     candidates: int = 50
+    # Optional: a sentence-transformers CrossEncoder (name or folder) that re-scores the best
+    # `rerank_depth` fused candidates (README "Reranking"). Off by default.
+    reranker: str | None = None
+    rerank_depth: int = 20
     # Answering. "extractive" needs no LLM; "llm" needs llm_base_url (an OpenAI-compatible
     # server) or llm_gguf (a GGUF file run in-process by llama-cpp-python).
     answerer: str = "extractive"
     answer_passages: int = 5
-    abstain_threshold: float = 0.43  # best sentence's cosine below this: not in the documents
+    abstain_threshold: float = 0.5  # the evidence gate's P(answerable) below this: not in the documents
     llm_base_url: str | None = None
     llm_model: str = "default"
     # The NAME of the environment variable holding the API key; keys are never stored.
@@ -119,7 +123,8 @@ class Config:
         if self.answerer not in ANSWERERS:
             raise ConfigError(f"answerer={self.answerer!r} is unknown; choose one of {', '.join(ANSWERERS)}")
         for name in (
-            "batch_size", "encode_group", "ivf_nprobe", "candidates", "answer_passages", "llm_max_tokens",
+            "batch_size", "encode_group", "ivf_nprobe", "candidates", "rerank_depth", "answer_passages",
+            "llm_max_tokens",
             "max_question_chars", "max_k", "max_file_mb", "max_upload_mb", "max_upload_files", "max_sessions",
         ):  # fmt: skip
             if getattr(self, name) < 1:

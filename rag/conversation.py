@@ -1,42 +1,315 @@
-"""Turn a follow-up question into a query that retrieval can answer on its own.
+"""Turn a follow-up question into a standalone question that retrieval can answer on its own.
 
-"and when was he killed?" means nothing to a search engine. With an LLM configured, the LLM
-rewrites the question as a standalone one. Without one, this heuristic applies:
+"When do they meet next?" means nothing to a search engine. With an LLM configured, the LLM
+rewrites the question. Without one, the conversation's *subject* is tracked turn by turn and
+the follow-up is rewritten against it (``Answer.query`` shows the result):
 
-- a question is a follow-up when there is history and it refers back: it has a pronoun or
-  demonstrative (he, she, it, they, his, her, its, their, this, that, these, those, there,
-  then), starts with "and", "but", "so", "what about", "how about", or has at most two
-  content words;
-- a follow-up is searched together with the previous question: "<previous> <follow-up>",
-  which brings back the entity the pronoun stands for. Anything else is searched as asked.
+- the subject of a turn is the names in its (already resolved) question, or, when the question
+  asked "who", "where" or "which ..." and the answer named someone or somewhere new, that name;
+  failing both, the question's content words. A follow-up without names of its own keeps the
+  subject it inherited, so a second follow-up still knows what the first was about;
+- pronouns (it, they, them, he, she, this, that...) become the subject, possessives (its,
+  their, his, her) "<subject>'s", and "there" / "then" are followed by the subject;
+- a bare "Why?", "How?", "When?" or "Where?" asks that of the previous question: "What did the
+  council decide?" then "Why?" searches "Why did the council decide?";
+- "and X?", "what about X?", "how about X?" put X in the place of the matching part of the
+  previous question: "What is the incidence in Europe?" then "and in the Americas?" searches
+  "What is the incidence in the Americas?".
+
+A question that does not refer back is searched as asked.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from rag.answering.answer_types import NAME, ORGANISATION, PERSON, PLACE, candidates, expected_type
 from rag.citations import content_words
 
 # (question, answer) pairs, oldest first.
 History = Sequence[tuple[str, str]]
 
-_REFERS_BACK = re.compile(
-    r"\b(he|she|it|they|him|her|his|hers|its|their|theirs|them|this|that|these|those|there|then)\b",
+_PRONOUN = re.compile(r"\b(it|they|them|he|she|him|this|that|these|those)\b", re.IGNORECASE)
+_POSSESSIVE = re.compile(r"\b(its|their|his|her)\b", re.IGNORECASE)
+_PLACE_TIME = re.compile(r"\b(there|then)\b", re.IGNORECASE)
+_CONTINUES = re.compile(r"^\s*(?:and|but|so|also|what about|how about|same for|what of)\b[\s,]*", re.IGNORECASE)
+_BARE_WH = re.compile(r"^\s*(why|how|when|where|who|how come|how so)\s*[?.!]*\s*$", re.IGNORECASE)
+# The question word and what belongs to it ("How many troops", "Which company", "What").
+_WH_HEAD = re.compile(
+    r"^\s*(?:(?:how (?:many|much)|which|what|whose)(?:\s+(?!(?:is|are|was|were|do|does|did|will|would|can|"
+    r"could|has|have|had|should)\b)[\w'’-]+){0,2}|who|whom|what|when|where|why|how)\b\s*",
     re.IGNORECASE,
 )
-_CONTINUES = re.compile(r"^\s*(and|but|so|also|what about|how about)\b", re.IGNORECASE)
+_PREPOSITION = re.compile(r"^(in|for|at|on|during|among|from|to|with|by|of|about|under|over)\s+", re.IGNORECASE)
+# "that" in "Is that so?" refers back; "that" after a noun ("the report that") does not; this
+# list keeps words whose pronoun use is the common one in questions.
+_WORDS_NOT_SUBJECT = {"do", "does", "did", "say", "said", "mean", "according", "think", "tell", "happen", "happened"}
+
+
+@dataclass(frozen=True)
+class Turn:
+    question: str  # as asked
+    resolved: str  # standalone
+    subject: str | None  # what "it" and "they" stand for next
+    person: str | None = None  # what "he" and "she" stand for next
+    place: str | None = None  # what "there" stands for next
 
 
 def is_follow_up(question: str) -> bool:
-    return bool(_REFERS_BACK.search(question) or _CONTINUES.match(question) or len(content_words(question)) <= 2)
+    return bool(
+        _PRONOUN.search(question)
+        or _POSSESSIVE.search(question)
+        or _PLACE_TIME.search(question)
+        or _CONTINUES.match(question)
+        or len(content_words(question)) <= 1  # an ellipsis: "In which year?"
+    )
 
 
 def heuristic_query(question: str, history: History | None) -> str:
-    if not history or not is_follow_up(question):
+    """``question`` rewritten to stand on its own, given the conversation so far."""
+    if not history:
         return question
-    previous = history[-1][0].strip()
-    return f"{previous} {question.strip()}"
+    previous: Turn | None = None
+    for asked, answer in history:
+        previous = _turn(asked, answer, previous)
+    if previous is None or not is_follow_up(question):
+        return question
+    return _resolve(question, previous)
+
+
+def _turn(question: str, answer: str, previous: Turn | None) -> Turn:
+    resolved = _resolve(question, previous) if previous is not None and is_follow_up(question) else question
+    phrases = noun_phrases(resolved)
+    names = [p for p in phrases if p[:1].isupper()]
+    follow_up = previous is not None and resolved != question
+    subject = phrases[0] if phrases else None
+    person = names[0] if names else None
+    places = [resolved[c.start : c.end] for c in candidates(resolved, PLACE)]
+    # "there": a place the question named ("in Europe"), else what it was about ("the election").
+    place = places[-1] if places else subject
+    if follow_up and previous is not None:
+        # A follow-up about the same thing keeps what it inherited unless it names another.
+        subject = names[0] if names else previous.subject
+        person = person or previous.person
+        place = places[-1] if places else previous.place
+    # What the answer named: "Who must approve the contract?" then "When do they meet?" asks
+    # about the council it named; "Where was it found?" then "When?" about that place.
+    answered = _answered_subject(resolved, answer)
+    kind = expected_type(resolved)
+    if answered and kind == PLACE:
+        place = answered
+    elif answered:
+        subject = person = answered
+    return Turn(question, resolved, subject or _topic(resolved), person, place)
+
+
+def _resolve(question: str, previous: Turn) -> str:
+    text = question.strip()
+    bare = _BARE_WH.match(text)
+    if bare:
+        rest = _WH_HEAD.sub("", previous.resolved, count=1).strip().rstrip("?")
+        return f"{bare.group(1).capitalize()} {rest}?" if rest else previous.resolved
+    continued = _CONTINUES.match(text)
+    if continued:
+        rest = text[continued.end() :].strip().rstrip("?").strip()
+        whole_question = re.match(r"(?:what|who|whom|whose|when|where|why|how|which|is|are|was|were|do|does|did|"
+                                  r"can|could|will|would|has|have|had)\b", rest, re.IGNORECASE)  # fmt: skip
+        if rest and not whole_question and not _PRONOUN.search(rest) and not _POSSESSIVE.search(rest):
+            return _replace_slot(previous.resolved, rest)
+        text = f"{rest}?" if rest else text
+    subject = previous.subject
+    if not subject:
+        return f"{previous.resolved.rstrip('?')} {text}"
+    person = previous.person or subject
+
+    def pronoun(match: re.Match[str]) -> str:
+        return person if match.group(0).lower() in ("he", "she", "him") else subject
+
+    def possessive(match: re.Match[str]) -> str:
+        return _possessive(person if match.group(0).lower() in ("his", "her") else subject)
+
+    resolved = _POSSESSIVE.sub(possessive, text)
+    resolved = _PRONOUN.sub(pronoun, resolved)
+    place = previous.place or subject
+    resolved = _PLACE_TIME.sub(
+        lambda m: f"{m.group(0)} ({place if m.group(0).lower() == 'there' else subject})", resolved
+    )
+    if resolved == text:  # nothing to replace: an ellipsis like "In which year?"
+        resolved = f"{text.rstrip('?')} ({subject})?"
+    return resolved
+
+
+def _possessive(subject: str) -> str:
+    return subject + ("’" if subject.endswith("s") else "’s")
+
+
+def _replace_slot(question: str, phrase: str) -> str:
+    """``question`` with the part that ``phrase`` stands for replaced by it."""
+    body = question.strip().rstrip("?")
+    preposition = _PREPOSITION.match(phrase)
+    if preposition:
+        word = preposition.group(1).lower()
+        matches = list(re.finditer(rf"\b{word}\s+[^,;?]+$", body, re.IGNORECASE)) or list(
+            re.finditer(rf"\b{word}\s+(?:the\s+)?[\w'’-]+(?:\s+[A-Z][\w'’-]*)*", body, re.IGNORECASE)
+        )
+        if matches:
+            m = matches[-1]
+            return f"{body[: m.start()]}{phrase}{body[m.end() :]}?"
+    names = list(_name_matches(body))
+    if names and phrase[:1].isupper():
+        start, end = names[-1]
+        return f"{body[:start]}{phrase}{body[end:]}?"
+    return f"{body} ({phrase})?"
+
+
+def _name_matches(text: str) -> list[tuple[int, int]]:
+    return [(c.start, c.end) for c in candidates(text, NAME)]
+
+
+# Words that end a noun phrase: function words, auxiliaries and question words.
+_BREAKS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "this",
+        "that",
+        "these",
+        "those",
+        "its",
+        "their",
+        "his",
+        "her",
+        "of",
+        "in",
+        "on",
+        "at",
+        "for",
+        "to",
+        "from",
+        "by",
+        "with",
+        "about",
+        "as",
+        "and",
+        "or",
+        "but",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "do",
+        "does",
+        "did",
+        "will",
+        "would",
+        "can",
+        "could",
+        "should",
+        "must",
+        "may",
+        "might",
+        "has",
+        "have",
+        "had",
+        "what",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "how",
+        "which",
+        "than",
+        "then",
+        "there",
+        "not",
+        "no",
+        "so",
+        "if",
+        "into",
+        "over",
+        "under",
+        "after",
+        "before",
+        "during",
+        "according",
+        "said",
+        "says",
+        "say",
+    ]
+)
+_DETERMINER = frozenset(["the", "a", "an", "this", "that", "these", "those", "its", "their", "his", "her"])
+_AUXILIARY = re.compile(r"\b(did|do|does|will|would|can|could|should|must|may|might)\s+$", re.IGNORECASE)
+
+
+def noun_phrases(question: str) -> list[str]:
+    """Names and "the ..." phrases of a question, names first: its candidate subjects.
+
+    Without a part-of-speech tagger (none ships offline), a phrase after a determiner runs to the
+    next function word; in "What rate did the Fed keep?" the last word of the clause after an
+    auxiliary is the verb, so it is left out.
+    """
+    names = [question[a:b] for a, b in _name_matches(question)]
+    tokens = [(m.group(), m.start()) for m in re.finditer(r"[\w'’.-]+|[?,;:!]", question)]
+    phrases: list[str] = []
+    for i, (token, _) in enumerate(tokens):
+        if token.lower() not in _DETERMINER:
+            continue
+        run = []
+        for word, _ in tokens[i + 1 :]:
+            if not re.match(r"\w", word) or word.lower() in _BREAKS:
+                break
+            run.append(word)
+        clause_ends = i + 1 + len(run) >= len(tokens) or not re.match(r"\w", tokens[i + 1 + len(run)][0])
+        if len(run) > 1 and clause_ends and _AUXILIARY.search(question[: tokens[i][1]]):  # "did the Fed keep"
+            run = run[:-1]  # "did the Fed keep": "keep" is the verb
+        if run:
+            phrases.append(" ".join(run))
+    out: list[str] = []
+    for phrase in names + phrases:
+        if not any(phrase in other for other in out):
+            out = [o for o in out if o not in phrase] + [phrase]
+    # Keep the question's order of mention, names and phrases together.
+    return sorted(out, key=lambda p: question.find(p))
+
+
+def _answered_subject(question: str, answer: str) -> str | None:
+    """What an answer named in reply to a who / where / which question."""
+    if expected_type(question) not in (PERSON, PLACE, ORGANISATION) and not re.match(
+        r"\s*which\b", question, re.IGNORECASE
+    ):
+        return None
+    if re.match(r"\s*(?:who|what) (?:is|was|are|were)\b", question, re.IGNORECASE) and _name_matches(question):
+        return None  # "Who is Tomás Ferreira?" is about him; the answer only describes him
+    asked = content_words(question)
+    for candidate in candidates(answer, NAME):
+        phrase = answer[candidate.start : candidate.end]
+        if not content_words(phrase) <= asked:
+            return phrase
+    # No name: the words before the first of the question's own ("The city council must approve").
+    words = re.findall(r"[\w'’-]+", answer.split("[")[0])
+    lead = []
+    for word in words[:8]:
+        if content_words(word) & asked:
+            break
+        lead.append(word)
+    while lead and lead[0].lower() in _DETERMINER:
+        lead = lead[1:]
+    return " ".join(lead) if 0 < len(lead) <= 5 and len(lead) < len(words) else None
+
+
+def _topic(question: str) -> str | None:
+    """The question's content words, in order, without the question word and filler verbs."""
+    body = _WH_HEAD.sub("", question.strip(), count=1)
+    words = [w for w in re.findall(r"[\w'’-]+", body) if content_words(w) and w.lower() not in _WORDS_NOT_SUBJECT]
+    return " ".join(words) if words else None
 
 
 REWRITE_PROMPT = (

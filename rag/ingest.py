@@ -13,6 +13,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rag.chunking import structure
 from rag.readers import SUPPORTED, Parsed, UnreadableError, read_file
@@ -162,5 +163,10 @@ def _to_document(path: Path, item: Parsed) -> Document:
         text=item.text,
         # Title, headings, bylines and date lines with their offsets: shown as the document's
         # outline, and never quoted as an answer (rag.chunking.segments finds them).
-        meta={**item.meta, "structure": [[s.start, s.end, s.kind] for s in structure(item.text)]},
+        meta=_with_structure(item.meta, item.text),
     )
+
+
+def _with_structure(meta: dict[str, Any], text: str) -> dict[str, Any]:
+    found = [[s.start, s.end, s.kind] for s in structure(text)]
+    return {**meta, "structure": found} if found else meta

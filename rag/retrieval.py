@@ -250,6 +250,11 @@ def parse_date(value: str | None, name: str, end: bool = False) -> str | None:
         raise SearchError(f"{name} {value!r} is not a date; use YYYY-MM-DD, YYYY-MM or YYYY") from None
 
 
+# A word in at most this share of the chunks (and at least RARE_MIN_CHUNKS) counts as rare.
+RARE_SHARE = 0.01
+RARE_MIN_CHUNKS = 3
+
+
 def keyword_query(question: str) -> str:
     """An FTS5 query: the question's content words, each quoted, OR-ed together."""
     words = list(dict.fromkeys(re.findall(r"\w+", question.lower())))
@@ -273,8 +278,12 @@ class Retriever:
         candidates: int = 50,
         max_k: int = 100,
         max_question_chars: int = 2000,
+        reranker: Callable[[str, Sequence[str]], list[float]] | None = None,
+        rerank_depth: int = 20,
     ) -> None:
         self.db = db
+        self.reranker = reranker
+        self.rerank_depth = rerank_depth
         self.max_k = max_k
         self.max_question_chars = max_question_chars
         self._encoder = encoder
@@ -333,9 +342,15 @@ class Retriever:
             ranked, dense, keyword = self._fuse(query_vector, dense, keyword, pool)
         else:
             ranked = sorted((dense or keyword).items(), key=lambda item: -item[1])
+        timings["fuse_ms"] = _ms(started)
+        if self.reranker is not None and ranked:
+            started = time.perf_counter()
+            ranked = self._rerank(question, ranked)
+            timings["rerank_ms"] = _ms(started)
+        started = time.perf_counter()
         cap = max_per_doc if max_per_doc is not None else default_cap(k)
         passages = self._passages(ranked, k, cap, dense, keyword, neighbours)
-        timings["fuse_ms"] = _ms(started)
+        timings["passages_ms"] = _ms(started)
         timings["total_ms"] = _ms(began)  # wall time: the keyword query overlaps the dense side
         vector = query_vector[0] if query_vector is not None else None
         return Retrieval(question, mode, tuple(passages), timings, vector)
@@ -394,6 +409,28 @@ class Retriever:
         )
         return {int(rowid): float(score) for rowid, score in rows}
 
+    def rare_words(self, words: set[str]) -> set[str]:
+        """The ``words`` found in at most ``RARE_SHARE`` of the chunks (or in none).
+
+        Names, codenames and technical terms are rare; a question whose rare words are in none
+        of the passages found is likely about something the documents do not cover.
+        """
+        db = self._keyword_db()  # this thread's own read-only connection
+        total = int(db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        cap = max(RARE_MIN_CHUNKS, int(total * RARE_SHARE))
+        rare = set()
+        for word in words:
+            if not re.fullmatch(r"\w+", word):
+                continue
+            # A prefix query: the light stem ("nucleotid") matches the index's Porter stems.
+            (found,) = db.execute(
+                "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
+                (f'"{word}"*', cap + 1),
+            ).fetchone()
+            if found <= cap:
+                rare.add(word)
+        return rare
+
     def _allowed_ids(self, filters: Filters) -> set[int]:
         where, params = _filter_sql(filters)
         rows = self.db.execute(f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", params)
@@ -445,6 +482,16 @@ class Retriever:
             (self.model, *ids),
         ).fetchall()
         return {int(cid): float(np.frombuffer(blob, dtype=np.float32) @ query_vector[0]) for cid, blob in rows}
+
+    def _rerank(self, question: str, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """The best ``rerank_depth`` candidates re-ordered by the cross-encoder's scores."""
+        assert self.reranker is not None
+        head = ranked[: self.rerank_depth]
+        rows = self._chunk_rows([cid for cid, _ in head])
+        head = [(cid, s) for cid, s in head if cid in rows]
+        scores = self.reranker(question, [rows[cid][4] for cid, _ in head])
+        rescored = sorted(zip((cid for cid, _ in head), scores, strict=True), key=lambda item: -item[1])
+        return rescored + ranked[self.rerank_depth :]
 
     # --- passages -----------------------------------------------------------------------
 

@@ -152,6 +152,31 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class AnswerSpan:
+    """The answer phrase inside a cited sentence: "300,000 troops", "14.2 million euros".
+
+    ``text == document.text[start:end]``, inside the span of citation ``citation``.
+    """
+
+    citation: int
+    doc_id: str
+    start: int
+    end: int
+    text: str
+    kind: str  # what the question asked for: number, date, person, place, organisation
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "citation": self.citation,
+            "doc_id": self.doc_id,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "kind": self.kind,
+        }
+
+
+@dataclass(frozen=True)
 class AnswerSentence:
     """One sentence of an answer, the citations it rests on, and whether they support it."""
 
@@ -159,6 +184,7 @@ class AnswerSentence:
     citations: tuple[int, ...]  # Citation.n values
     support: float  # best support score among its citations; 0 when uncited
     supported: bool
+    bullet: str = ""  # "- " or "2. " when an LLM wrote it as the first sentence of a list item
 
     @property
     def cited(self) -> bool:
@@ -189,6 +215,29 @@ class Answer:
     answerer: str
     prompt: str | None = None  # the exact messages sent to an LLM, when one answered
     raw_output: str | None = None  # what the LLM wrote, before parsing
+    answer_span: AnswerSpan | None = None  # the answer phrase, when one stands out
+    evidence: dict[str, float] = field(default_factory=dict, compare=False)  # the gate's score and features
+
+    def marked(self, before: str, after: str) -> str:
+        """The answer text with the answer phrase between ``before`` and ``after``.
+
+        The phrase is marked where it stands in the sentence that quotes its citation; when no
+        phrase was found, or it is not in the text, the text comes back unmarked.
+        """
+        span = self.answer_span
+        if span is None:
+            return self.text
+        citation = next((c for c in self.citations if c.n == span.citation), None)
+        sentence = next((s for s in self.sentences if span.citation in s.citations), None)
+        if citation is None or sentence is None or sentence.text != citation.quote:
+            return self.text
+        at = self.text.find(sentence.text)
+        offset = span.start - citation.start
+        if at < 0 or sentence.text[offset : offset + len(span.text)] != span.text:
+            return self.text
+        start = at + offset
+        end = start + len(span.text)
+        return f"{self.text[:start]}{before}{self.text[start:end]}{after}{self.text[end:]}"
 
     @property
     def flagged(self) -> tuple[AnswerSentence, ...]:
@@ -206,4 +255,6 @@ class Answer:
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "sentences": [s.to_json() for s in self.sentences],
             "answerer": self.answerer,
+            "answer_span": self.answer_span.to_json() if self.answer_span else None,
+            "evidence": {k: round(v, 4) for k, v in self.evidence.items()},
         }

@@ -128,7 +128,7 @@ def test_titles_headings_bylines_dates_and_datelines_are_structure_not_sentences
         ("Why the delay", "heading"),
         ("Engineers found cracks in Jan. 2026.", "sentence"),
     ]
-    assert [ARTICLE[s.start : s.end] for s in structure(ARTICLE)][0].startswith("# Riverside")
+    assert [s.kind for s in structure(ARTICLE)] == ["heading", "byline", "date", "dateline", "heading"]
 
 
 def test_a_plain_first_line_is_a_title_only_at_the_start_of_a_document() -> None:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from html import escape
 
-from rag.types import Answer, Citation, Passage
+from rag.types import Answer, AnswerSentence, Citation, Passage
 
 CSS = """
 .rag-answer .flag { color: #9a3412; font-size: 0.9em; }
@@ -17,6 +17,7 @@ CSS = """
 .rag-source .meta { color: #4b5563; font-size: 0.85em; }
 .rag-source mark { background: #fde68a; padding: 0 0.1em; }
 .rag-source .n { font-weight: 600; }
+.rag-answer .rag-phrase { font-weight: 700; }
 """
 
 # Markdown would read these in escaped text as formatting; a backslash keeps them literal.
@@ -27,20 +28,58 @@ def _md(text: str) -> str:
     return _MARKDOWN.sub(r"\\\1", escape(text))
 
 
+# Emphasis an LLM writes, applied after escaping, so only these tags can come out of it.
+_STRONG = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*|__(?=\S)(.+?)(?<=\S)__")
+_EM = re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?!\*)")
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def _inline(text: str) -> str:
+    """Escaped text with Markdown emphasis and code turned into <strong>, <em> and <code>."""
+    html = escape(text)
+    html = _CODE.sub(r"<code>\1</code>", html)
+    html = _STRONG.sub(lambda m: f"<strong>{m.group(1) or m.group(2)}</strong>", html)
+    return _EM.sub(r"<em>\1</em>", html)
+
+
+def _sentence_html(sentence: AnswerSentence, text_html: str) -> str:
+    markers = "".join(f"<sup>[{n}]</sup>" for n in sentence.citations)
+    flag = ""
+    if not sentence.cited:
+        flag = ' <span class="flag" title="no citation">⚠ uncited</span>'
+    elif not sentence.supported:
+        flag = f' <span class="flag" title="support {sentence.support:.2f}">⚠ not supported by its source</span>'
+    return f"{text_html}{markers}{flag}"
+
+
 def answer_message(answer: Answer) -> str:
-    """The assistant's chat message: the answer with [n] markers and visible flags."""
+    """The assistant's chat message: the answer with [n] markers, the answer phrase in bold,
+    lists as lists, and visible flags."""
     if not answer.answerable:
         return f'<span class="rag-not-found">{_md(answer.text)}</span>'
-    parts = []
+    span = answer.answer_span
+    blocks: list[str] = []  # paragraphs and list items, in order
+    items: list[str] = []
+    ordered = False
     for sentence in answer.sentences:
-        markers = "".join(f"<sup>[{n}]</sup>" for n in sentence.citations)
-        flag = ""
-        if not sentence.cited:
-            flag = ' <span class="flag" title="no citation">⚠ uncited</span>'
-        elif not sentence.supported:
-            flag = f' <span class="flag" title="support {sentence.support:.2f}">⚠ not supported by its source</span>'
-        parts.append(f"{_md(sentence.text)}{markers}{flag}")
-    return '<div class="rag-answer">' + " ".join(parts) + "</div>"
+        if span is not None and span.citation in sentence.citations and span.text in sentence.text:
+            before, _, after = sentence.text.partition(span.text)
+            text_html = f'{escape(before)}<strong class="rag-phrase">{escape(span.text)}</strong>{escape(after)}'
+        else:
+            text_html = _inline(sentence.text)
+        html = _sentence_html(sentence, text_html)
+        if sentence.bullet:
+            ordered = sentence.bullet[0].isdigit()
+            items.append(html)
+        elif items:
+            items[-1] += " " + html  # a second sentence of the same list item
+        else:
+            blocks.append(html)
+    body = " ".join(blocks)
+    if items:
+        tag = "ol" if ordered else "ul"
+        body += f"<{tag}>" + "".join(f"<li>{item}</li>" for item in items) + f"</{tag}>"
+    return f'<div class="rag-answer">{body}</div>'
 
 
 def streaming_message(text: str) -> str:

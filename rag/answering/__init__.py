@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rag.types import AnswerSentence, Citation
+from rag.types import AnswerSentence, AnswerSpan, Citation
 
 NOT_IN_DOCUMENTS = "The documents do not contain the answer to this question."
 
@@ -21,3 +21,4 @@ class Draft:
     citations: tuple[Citation, ...]
     prompt: str | None = None
     raw_output: str | None = None
+    answer_span: AnswerSpan | None = None

@@ -42,6 +42,50 @@ Answer: The farmers lost their harvest to the flood water [1.2]."""
 
 _MARKER = re.compile(r"\[\s*\d+(?:\.\d+)?(?:\s*[,;]\s*\d+(?:\.\d+)?)*\s*\]")
 _LABEL = re.compile(r"(\d+)(?:\.(\d+))?")
+_LABELS = r"\d+(?:\.\d+)?(?:\s*(?:[,;&]|and|[-–])\s*\d+(?:\.\d+)?)*"
+# What capable models write instead of [2.3]: 【2.3】, [^2], (Source 2), [Passage 2, 3],
+# (sources 1 and 3), [1-3]. Each is rewritten to the bracket form before parsing.
+_VARIANTS = [
+    re.compile(rf"【\s*({_LABELS})\s*】"),
+    re.compile(rf"\[\^\s*({_LABELS})\s*\]"),
+    re.compile(
+        rf"[(\[]\s*(?:sources?|passages?|refs?|references?|docs?|documents?|citations?)\s*:?\s*({_LABELS})\s*[)\]]",
+        re.IGNORECASE,
+    ),
+    re.compile(rf"\[\s*({_LABELS})\s*\]"),
+]
+# A reply that says, in words, that the passages do not answer.
+_REFUSAL = re.compile(
+    r"\b(?:not in (?:the )?documents|(?:passages|documents|sources|context) (?:do(?:es)? not|don't) "
+    r"(?:contain|mention|say|provide|include)|no (?:information|mention) (?:about|of|on)|i (?:do not|don't) know|"
+    r"cannot (?:be )?(?:answer|determine)|unable to (?:answer|determine|find))",
+    re.IGNORECASE,
+)
+_BULLET = re.compile(r"^\s*(?:[-*•+]|\d{1,2}[.)])\s+")
+_EMPHASIS = re.compile(r"(\*\*|__|\*|_|`)(?=\S)(.+?)(?<=\S)\1")
+
+
+def normalise_markers(text: str) -> str:
+    """Every citation style a model writes, as ``[a, b]`` with ranges expanded."""
+    for pattern in _VARIANTS:
+        text = pattern.sub(lambda m: "[" + ", ".join(_expand(m.group(1))) + "]", text)
+    return text
+
+
+def _expand(labels: str) -> list[str]:
+    out: list[str] = []
+    for part in re.split(r"\s*(?:[,;&]|\band\b)\s*", labels):
+        bounds = re.fullmatch(r"(\d+)\s*[-–]\s*(\d+)", part.strip())
+        if bounds and int(bounds.group(1)) < int(bounds.group(2)) <= int(bounds.group(1)) + 20:
+            out += [str(n) for n in range(int(bounds.group(1)), int(bounds.group(2)) + 1)]
+        elif part.strip():
+            out.append(part.strip())
+    return out
+
+
+def plain(text: str) -> str:
+    """Markdown emphasis and code marks taken off, for checking a sentence against its sources."""
+    return _EMPHASIS.sub(r"\2", text).replace("#", "").strip()
 
 
 def build_messages(question: str, passages: Sequence[Passage]) -> tuple[Messages, list[SourceSentence]]:
@@ -86,45 +130,62 @@ class LLMAnswerer:
         return draft
 
     def parse(self, output: str, sources: Sequence[SourceSentence], passages: Sequence[Passage], prompt: str) -> Draft:
-        text = output.strip()
-        if not text or (ABSTAIN_MARKER.lower() in text.lower() and not _MARKER.search(text)):
+        text = normalise_markers(output.strip())
+        if not text or ((ABSTAIN_MARKER.lower() in text.lower() or _REFUSAL.search(text)) and not _MARKER.search(text)):
             return Draft(NOT_IN_DOCUMENTS, False, (), (), prompt=prompt, raw_output=output)
         by_label = {s.label: s for s in sources}
         whole = {str(i): _whole_passage(i, p) for i, p in enumerate(passages, start=1)}
-        # "Claim. [1.2]" puts the label after the full stop; move it inside so it stays with
-        # its sentence when the reply is split.
-        text = re.sub(r"([.!?])\s*((?:" + _MARKER.pattern + r"\s*)+)", r" \2\1 ", text).strip()
         citations: list[Citation] = []
         numbers: dict[tuple[str, int, int], int] = {}
-        drafts: list[tuple[str, list[int]]] = []
-        for start, end in sentence_spans(text):
-            raw = text[start:end]
-            cited: list[int] = []
-            for marker in _MARKER.findall(raw):
-                for p_num, s_num in _LABEL.findall(marker):
-                    source = by_label.get(f"{p_num}.{s_num}") if s_num else whole.get(p_num)
-                    if source is None:
-                        continue  # a label that names no passage sentence cites nothing
-                    key = (source.doc_id, source.start, source.end)
-                    if key not in numbers:
-                        numbers[key] = len(citations) + 1
-                        citations.append(citation_for(numbers[key], source, passages[source.passage - 1], 0.0))
-                    if numbers[key] not in cited:
-                        cited.append(numbers[key])
-            clean = " ".join(_MARKER.sub("", raw).split())
-            clean = re.sub(r"\s+([.!?,;:])", r"\1", clean)
-            if clean:
-                drafts.append((clean, cited))
-        scores = self._support(drafts, citations)
+        drafts: list[tuple[str, list[int], str]] = []  # (sentence, citations, list bullet before it)
+        for line in text.splitlines():
+            bullet_match = _BULLET.match(line)
+            bullet = "- " if bullet_match and not re.match(r"\s*\d", bullet_match.group()) else ""
+            if bullet_match and not bullet:
+                bullet = bullet_match.group().strip() + " "
+            line = line[bullet_match.end() :] if bullet_match else line
+            # "Claim. [1.2]" puts the label after the full stop; move it inside so it stays with
+            # its sentence when the reply is split.
+            line = re.sub(r"([.!?])\s*((?:" + _MARKER.pattern + r"\s*)+)", r" \2\1 ", line).strip()
+            first = True
+            for start, end in sentence_spans(line):
+                raw = line[start:end]
+                cited: list[int] = []
+                for marker in _MARKER.findall(raw):
+                    for p_num, s_num in _LABEL.findall(marker):
+                        source = by_label.get(f"{p_num}.{s_num}") if s_num else whole.get(p_num)
+                        if source is None:
+                            continue  # a label that names no passage sentence cites nothing
+                        key = (source.doc_id, source.start, source.end)
+                        if key not in numbers:
+                            numbers[key] = len(citations) + 1
+                            citations.append(citation_for(numbers[key], source, passages[source.passage - 1], 0.0))
+                        if numbers[key] not in cited:
+                            cited.append(numbers[key])
+                clean = " ".join(_MARKER.sub("", raw).split())
+                clean = re.sub(r"\s+([.!?,;:])", r"\1", clean)
+                if clean and re.search(r"\w", clean):
+                    drafts.append((clean, cited, bullet if first else ""))
+                    first = False
+        scores = self._support([(plain(d[0]), d[1]) for d in drafts], citations)
         sentences = []
         final_scores: dict[int, float] = {}
-        for (clean, cited), row in zip(drafts, scores, strict=True):
+        for (clean, cited, bullet), row in zip(drafts, scores, strict=True):
             support = max((row[n - 1] for n in cited), default=0.0)
             for n in cited:
                 final_scores[n] = max(final_scores.get(n, 0.0), row[n - 1])
-            sentences.append(AnswerSentence(clean, tuple(cited), support, bool(cited) and support >= SUPPORT_THRESHOLD))
+            supported = bool(cited) and support >= SUPPORT_THRESHOLD
+            sentences.append(AnswerSentence(clean, tuple(cited), support, supported, bullet))
+        if not any(s.supported for s in sentences):
+            # Nothing the model wrote is backed by what it cites: say so rather than show it.
+            return Draft(NOT_IN_DOCUMENTS, False, (), (), prompt=prompt, raw_output=output)
         citations = [replace(c, score=final_scores.get(c.n, 0.0)) for c in citations]
-        answer_text = " ".join(s.text + "".join(f" [{n}]" for n in s.citations) for s in sentences)
+        # A list stays a list: each item on its own line, after its bullet.
+        parts = []
+        for s in sentences:
+            piece = s.text + "".join(f" [{n}]" for n in s.citations)
+            parts.append(("\n" + s.bullet if s.bullet else " ") + piece)
+        answer_text = "".join(parts).strip()
         return Draft(answer_text, True, tuple(sentences), tuple(citations), prompt=prompt, raw_output=output)
 
     def _support(self, drafts: list[tuple[str, list[int]]], citations: list[Citation]) -> list[list[float]]:

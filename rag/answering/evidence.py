@@ -1,0 +1,167 @@
+"""The evidence for an answer, weighed once, before any answerer writes.
+
+``assess`` scores every sentence of the retrieved passages for how well it answers the question
+and decides, on that evidence, whether the documents hold an answer at all. Both answerers use
+the decision: the extractive one quotes the best sentences, the LLM one is not asked when the
+evidence is not there. One gate means one calibration and one behaviour for every answerer.
+
+A sentence's selection score mixes its embedding similarity to the question, the share of the
+question's content words it contains, and whether it holds a phrase of the type the question
+asks for (a number for "how many", a date for "when") that the question does not already hold.
+Titles, headings, bylines and date lines are never picked.
+
+The gate is a logistic model over a few features of the evidence (below), fitted on the
+development sets with two kinds of negatives: questions about a topic absent from the index and
+*near misses*, a document's own questions asked once that document is removed
+(``benchmarks/answer_quality.py`` fits it and reports precision and recall).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rag.answering.answer_types import expected_type, new_candidates
+from rag.citations import SourceSentence, content_words, coverage, source_sentences
+from rag.types import Passage
+
+# Selection score weights, fitted on the development sets (benchmarks/answer_quality.py).
+SEMANTIC_WEIGHT = 0.4
+LEXICAL_WEIGHT = 0.6
+TYPE_WEIGHT = 0.1
+# Embedding sentences is most of an answer's time, so only this many are embedded: those that
+# share most words with the question (a typed candidate counts as a shared word), earlier
+# passages first on ties.
+MAX_EMBEDDED = 16
+# Small batches: sentences differ in length, and one batch pads them all to the longest.
+SENTENCE_BATCH = 8
+
+# The gate: P(answerable) = sigmoid(bias + sum(weight * feature)). Fitted by
+# benchmarks/answer_quality.py; see FEATURES for what each weight multiplies.
+# best_cosine: the best embedding similarity of a sentence to the question; best_coverage: the
+# share of the question's content words in the chosen sentence; passage_coverage: that share
+# over all the passages; missing_rare: the share of the question's rare words (in at most 1% of
+# the chunks: names, codenames, technical terms) found in no passage. The answer type helped
+# pick sentences but not this decision (fitted weights near zero, no gain in precision or
+# recall), so it is left out.
+FEATURES = ("best_cosine", "best_coverage", "passage_coverage", "missing_rare")
+GATE_WEIGHTS = (7.91, 2.15, 1.71, -0.87)
+GATE_BIAS = -6.57
+# At 0.5 near misses on COVID-QA are caught with recall 0.71 at precision 0.91 (README "Answer
+# quality" has the table for other thresholds; `abstain_threshold` sets it).
+DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Evidence:
+    question: str
+    kind: str | None  # the answer type the question asks for, if it says
+    sentences: tuple[SourceSentence, ...]  # every sentence of the passages, duplicates removed
+    selection: np.ndarray  # per sentence; -1 for structure lines and sentences not embedded
+    semantic: np.ndarray  # cosine to the question; -1 where not embedded
+    features: dict[str, float] = field(default_factory=dict)
+    score: float = 0.0  # the gate's P(answerable)
+    answerable: bool = False
+
+    @property
+    def best(self) -> int | None:
+        """Index of the best answer sentence, or None when there is none."""
+        if not len(self.selection) or float(self.selection.max()) <= -1.0:
+            return None
+        return int(self.selection.argmax())
+
+
+def gate_score(features: dict[str, float], weights: Sequence[float] = GATE_WEIGHTS, bias: float = GATE_BIAS) -> float:
+    z = bias + sum(w * features[name] for w, name in zip(weights, FEATURES, strict=True))
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+
+def assess(
+    question: str,
+    passages: Sequence[Passage],
+    encoder: Callable[[], object],
+    threshold: float = DEFAULT_THRESHOLD,
+    query_vector: np.ndarray | None = None,
+    rare_words: Callable[[set[str]], set[str]] | None = None,
+) -> Evidence:
+    """Score the passages' sentences for ``question`` and decide whether they hold an answer.
+
+    ``rare_words`` picks, from words of the question, those that are rare in the index; a
+    question whose rare names or codes appear in no passage is likely about something the
+    documents do not cover ("What is the budget of Project Zephyr?").
+    """
+    kind = expected_type(question)
+    sentences = tuple(unique(source_sentences(passages)))
+    count = len(sentences)
+    semantic = np.full(count, -1.0, dtype=np.float32)
+    selection = np.full(count, -1.0, dtype=np.float32)
+    prose = [i for i, s in enumerate(sentences) if not s.is_structure]
+    if not prose:
+        return Evidence(question, kind, sentences, selection, semantic, _features(0.0, 0.0, 0.0, 0.0))
+    lexical = np.zeros(count, dtype=np.float32)
+    typed = np.zeros(count, dtype=np.float32)
+    for i in prose:
+        lexical[i] = coverage(question, sentences[i].text)
+        if kind is not None and new_candidates(question, sentences[i].text, kind):
+            typed[i] = 1.0
+    order = sorted(prose, key=lambda i: (-(lexical[i] + TYPE_WEIGHT * typed[i]), i))
+    kept = np.array(order[:MAX_EMBEDDED])
+    model = encoder()
+    query = model.encode_queries([question])[0] if query_vector is None else query_vector  # type: ignore[attr-defined]
+    vectors = model.encode_documents([sentences[i].text for i in kept], batch_size=SENTENCE_BATCH)  # type: ignore[attr-defined]
+    semantic[kept] = vectors @ query
+    selection[kept] = SEMANTIC_WEIGHT * semantic[kept] + LEXICAL_WEIGHT * lexical[kept] + TYPE_WEIGHT * typed[kept]
+    best = int(selection.argmax())
+    asked = content_words(question)
+    in_passages = set().union(*(content_words(p.text) for p in passages)) if passages else set()
+    missing = missing_share(question, in_passages, rare_words)
+    features = _features(
+        float(semantic[kept].max()),
+        float(lexical[best]),
+        len(asked & in_passages) / len(asked) if asked else 0.0,
+        missing,
+    )
+    score = gate_score(features)
+    return Evidence(question, kind, sentences, selection, semantic, features, score, score >= threshold)
+
+
+def missing_share(question: str, in_passages: set[str], rare_words: Callable[[set[str]], set[str]] | None) -> float:
+    """Share of the question's rare words that no passage holds (0 when it has none).
+
+    A word counts as held when a passage word starts with it or it starts with one ("Fed" is
+    held by "Federal"), as the index's prefix query counts it. Tried and dropped: counting only
+    name-like words (capitalised, codes); it caught fewer near misses (README "Answer quality").
+    """
+    if rare_words is None:
+        return 0.0
+    rare = rare_words(content_words(question))
+    if not rare:
+        return 0.0
+    missing = [w for w in rare if not any(p.startswith(w) or (len(p) > 3 and w.startswith(p)) for p in in_passages)]
+    return len(missing) / len(rare)
+
+
+def _features(
+    best_cosine: float, best_coverage: float, passage_coverage: float, missing_rare: float
+) -> dict[str, float]:
+    return {
+        "best_cosine": best_cosine,
+        "best_coverage": best_coverage,
+        "passage_coverage": passage_coverage,
+        "missing_rare": missing_rare,
+    }
+
+
+def unique(sentences: list[SourceSentence]) -> list[SourceSentence]:
+    """Overlapping chunks repeat sentences; keep the first of each document span."""
+    seen: set[tuple[str, int, int]] = set()
+    out = []
+    for s in sentences:
+        key = (s.doc_id, s.start, s.end)
+        if key not in seen:
+            seen.add(key)
+            out.append(s)
+    return out
