@@ -206,7 +206,7 @@ def verify(rows: list[dict], indexes: dict[tuple[str, str], RAG]) -> None:
         results.append({
             "answerable": answer.answerable,
             "contains": contains_answer(text, r["answers"]) if answer.answerable else 0.0,
-            "phrase": answer.answer_span.text if answer.answer_span else None,
+            "phrase": answer.answer_span.text if getattr(answer, "answer_span", None) else None,
             "ms": ms,
         })  # fmt: skip
     abstained = np.array([not x["answerable"] for x in results])

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.chunking import structure
-from rag.readers import SUPPORTED, Parsed, UnreadableError, read_file
+from rag.chunking import segments, structure
+from rag.readers import SUPPORTED, Parsed, UnreadableError, normalise_date, read_file
 from rag.types import Document, Skipped
 
 
@@ -159,12 +159,29 @@ def _to_document(path: Path, item: Parsed) -> Document:
         source=item.url or where,
         path=str(path),
         title=title,
-        date=item.date,
+        date=item.date or _date_line(item.text),
         text=item.text,
         # Title, headings, bylines and date lines with their offsets: shown as the document's
         # outline, and never quoted as an answer (rag.chunking.segments finds them).
         meta=_with_structure(item.meta, item.text),
     )
+
+
+_DATE_LINE_PREFIX = re.compile(
+    r"^(?:(?:first |last )?(?:published|updated|posted)(?: on)?|date)\s*:?\s*", re.IGNORECASE
+)
+
+
+def _date_line(text: str) -> str | None:
+    """The date of a "Published 2026-09-30" or "Updated Sept. 17, 2026" line near the top."""
+    for segment in segments(text[:2000])[:6]:
+        if segment.kind == "date":
+            line = _DATE_LINE_PREFIX.sub("", text[segment.start : segment.end])
+            line = re.sub(r"\b(Sept)\b", "Sep", line.replace(".", ""), flags=re.IGNORECASE)
+            found = normalise_date(line.split(" at ")[0].strip(" ,"))
+            if found:
+                return found
+    return None
 
 
 def _with_structure(meta: dict[str, Any], text: str) -> dict[str, Any]:
