@@ -170,3 +170,26 @@ def test_ask_shows_the_rewritten_query(news: RAG) -> None:
     answer = news.ask("and what was the turnout there?", history=[("Who won the election?", "The green party.")])
     assert answer.query == "what was the turnout there (election)?"
     assert answer.question == "and what was the turnout there?"
+
+
+def test_a_heading_that_repeats_the_question_is_never_the_answer(rag: RAG, tmp_path: Path) -> None:
+    write(
+        tmp_path / "bridge.md",
+        "# Riverside bridge repairs cost\n\nBy Anna Lee\n\nThe repairs will cost 14.2 million euros.",
+    )
+    rag.index([tmp_path / "bridge.md"], progress=False)
+    lenient = RAG(rag.config.replace(abstain_threshold=0.0), rag.store, rag.settings)
+    answer = lenient.ask("How much will the Riverside bridge repairs cost?")
+    assert [c.quote for c in answer.citations] == ["The repairs will cost 14.2 million euros."]
+    assert answer.answer_span is not None and answer.answer_span.text == "14.2 million euros"
+    assert answer.marked("<", ">") == "The repairs will cost <14.2 million euros>. [1]"
+
+
+def test_the_gate_decides_before_the_llm_is_asked(news: RAG) -> None:
+    backend = Scripted("The green party won [1.2].")
+    news._llm = backend
+    strict = RAG(news.config.replace(abstain_threshold=1.0), news.store, news.settings)
+    strict._llm = backend
+    answer = strict.ask("Who won the election?", answerer="llm")
+    assert not answer.answerable and backend.seen == []  # the model was never called
+    assert set(answer.evidence) == {"score", "best_cosine", "best_coverage", "passage_coverage", "missing_rare"}
