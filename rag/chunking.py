@@ -59,8 +59,15 @@ class Segment:
 # A line that ends like this continues or ends prose; a title or heading ends with none of them.
 _PROSE_END = tuple('.!?:;,"”’)…')
 _MAX_HEADING_CHARS = 200
+# A paragraph of one short line with no full stop reads as a subheading ("Why the delay");
+# a longer one is more likely prose that lost its full stop.
+_MAX_SUBHEADING_CHARS = 100
 _MARKDOWN_HEADING = re.compile(r"#{1,6}\s")
-_BYLINE = re.compile(r"(?:by|written by|reporting by)\s+\S", re.IGNORECASE)
+# "By Anna Lee and Tomás Ferreira", "By MARK OLSEN, Reuters": names after "By", nothing else.
+_BYLINE = re.compile(
+    r"(?:[Bb]y|BY|[Ww]ritten by|[Rr]eporting by)\s+[A-Z][\w'’.-]*"
+    r"(?:\s+(?:[A-Z][\w'’.-]*|and|&|de|da|van|von|der|la|le|del))*(?:\s*[,|]\s*[^,|]{1,40})*$"
+)
 _DATE_LINE = re.compile(
     r"(?:(?:published|updated|posted|last updated|first published|date)\b[: ]|"
     r"(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*,? |"
@@ -146,7 +153,7 @@ def _line_kinds(text: str, lines: list[tuple[int, int]], document_start: bool) -
             kinds[i] = "date"
         elif position == 0 and document_start:
             kinds[i] = "title"
-        elif alone and position + 1 < len(filled):
+        elif alone and position + 1 < len(filled) and end - start <= _MAX_SUBHEADING_CHARS and len(line.split()) <= 14:
             kinds[i] = "heading"
     # A headline glued to the byline or date line under it.
     for position, i in enumerate(filled[:-1]):
