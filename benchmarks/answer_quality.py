@@ -34,9 +34,13 @@ sys.path.insert(0, str(REPO))
 from eval.metrics import contains_answer, normalise  # noqa: E402
 from eval.squad import Question, load_squad  # noqa: E402
 from rag import RAG  # noqa: E402
-from rag.answering import evidence as ev  # noqa: E402
-from rag.answering.answer_types import expected_type, new_candidates  # noqa: E402
-from rag.citations import content_words, coverage, source_sentences  # noqa: E402
+
+try:  # --verify also runs on older versions of rag (the baseline), which lack these
+    from rag.answering import evidence as ev
+    from rag.answering.answer_types import expected_type, new_candidates
+    from rag.citations import content_words, coverage, source_sentences
+except ImportError:
+    pass
 
 DATASETS = REPO.parent / "shared" / "datasets"
 HELD_OUT_SHARE = 0.25
