@@ -198,7 +198,9 @@ def _checked(values: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 def _coerce(name: str, value: Any) -> Any:
     """Turn strings from the environment into the field's type, naming the bad value."""
-    kind = _FIELDS[name].type
+    # Annotations are strings here ("int | None" for the settings an index records); the
+    # optional ones take the same values as their base type.
+    kind = str(_FIELDS[name].type).removesuffix(" | None")
     try:
         if kind == "int":
             return int(value)

@@ -119,3 +119,30 @@ def test_installed_command_honours_rag_index_dir(tmp_path: Path) -> None:
     assert (tmp_path / "env-idx" / "store.sqlite").exists()
     help_text = subprocess.run([str(rag), "index", "--help"], capture_output=True, text=True, check=True).stdout
     assert "--rebuild" in help_text and "--index-dir" in help_text
+
+
+def test_chunk_size_is_set_from_the_cli_the_environment_and_the_config_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`int | None` settings used to stay strings and crash at the first comparison."""
+    docs = write(tmp_path / "docs" / "a.txt", " ".join(f"Sentence number {i} is here." for i in range(200)))
+    index = str(tmp_path / "index")
+
+    def chunk_settings(*extra: str) -> tuple[int, int]:
+        assert main(["index", str(docs.parent), "--index-dir", index, "--model", "hashing-64", "--no-progress",
+                     *extra]) == 0  # fmt: skip
+        capsys.readouterr()
+        assert main(["status", "--index-dir", index, "--json"]) == 0
+        status = json.loads(capsys.readouterr().out)
+        return status["chunk_tokens"], status["chunk_overlap"]
+
+    assert chunk_settings("--chunk-tokens", "96", "--chunk-overlap", "8") == (96, 8)
+    assert chunk_settings("--rebuild", "--chunk-tokens", "192") == (192, 8)
+    toml = write(tmp_path / "rag.toml", "chunk_tokens = 64\nchunk_overlap = 4\n")
+    assert chunk_settings("--rebuild", "--config", str(toml)) == (64, 4)
+    monkeypatch.setenv("RAG_CHUNK_TOKENS", "80")
+    monkeypatch.setenv("RAG_CHUNK_OVERLAP", "10")
+    assert chunk_settings("--rebuild") == (80, 10)
+    monkeypatch.setenv("RAG_CHUNK_TOKENS", "eighty")
+    assert main(["status", "--index-dir", index]) == 2
+    assert "chunk_tokens='eighty' must be a whole number" in capsys.readouterr().err
