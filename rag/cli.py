@@ -7,9 +7,11 @@ Every command takes ``--index-dir`` (default ``$RAG_INDEX_DIR``, else ``./.rag``
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import logging
 import os
+import socket
 import sqlite3
 import sys
 import textwrap
@@ -26,6 +28,7 @@ from rag.reranking import RerankerError
 from rag.retrieval import Filters, SearchError
 from rag.store import StoreError, damaged
 from rag.types import IndexSummary
+from rag.wording import counted
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
@@ -40,12 +43,20 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("rag-articles")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rag",
         description="Question answering over your own articles, with cited source spans.",
         epilog="Run `rag COMMAND --help` for a command's options.",
     )
+    parser.add_argument("--version", action="version", version=f"rag {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     index = commands.add_parser(
@@ -201,8 +212,8 @@ def _summary_text(summary: IndexSummary, index_dir: Path) -> str:
         f"Indexed into {index_dir} in {summary.seconds:.1f} s: "
         f"{summary.added} added, {summary.updated} updated, {summary.unchanged} unchanged, "
         f"{summary.removed} removed.",
-        f"The index holds {summary.documents} documents in {summary.chunks} chunks; "
-        f"{summary.embedded} chunks were embedded this run.",
+        f"The index holds {counted(summary.documents, 'document')} in {counted(summary.chunks, 'chunk')}; "
+        f"{counted(summary.embedded, 'chunk')} {'was' if summary.embedded == 1 else 'were'} embedded this run.",
     ]
     if summary.skipped:
         lines.append(f"Skipped {len(summary.skipped)}:")
@@ -322,8 +333,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         auth = (user, password)
     config = _with_llm(_config(args), args)
     RAG.open(config=config, create=False).close()  # a missing index is a one-line error, not a crash
+    _check_port_free(args.host, args.port)
     serve(config, host=args.host, port=args.port, auth=auth)
     return EXIT_OK
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Say which port is taken and how to choose another, instead of Gradio's traceback."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); another program, perhaps another "
+                "`rag serve`, uses it: stop it or choose another port with --port"
+            ) from exc
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -351,7 +375,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             summary = rag.index_documents(qset.documents, progress=progress)
             if not args.json:
                 print(f"Documents: {summary.added} added, {summary.updated} updated, {summary.unchanged} unchanged; "
-                      f"{summary.embedded} chunks embedded.")  # fmt: skip
+                      f"{counted(summary.embedded, 'chunk')} embedded.")  # fmt: skip
         result = run(rag, questions, args.answerer, progress, (qset.reanchored, qset.unanchored))
     if args.out:
         written = write_run(result, args.out, args.file.name)
@@ -428,7 +452,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="rag: %(message)s", level=logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here as often as in print
+        return code
+    except BrokenPipeError:
+        # The reader went away (`rag show DOC | head`): stop quietly, as other commands do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except USER_ERRORS as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

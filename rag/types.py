@@ -75,6 +75,8 @@ class Passage:
             "rank": self.rank,
             "doc_id": self.doc_id,
             "title": self.title,
+            "date": self.date,
+            "source": self.source,
             "chunk_id": self.chunk_id,
             "start": self.start,
             "end": self.end,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,33 @@ def test_chunk_size_is_set_from_the_cli_the_environment_and_the_config_file(
     monkeypatch.setenv("RAG_CHUNK_TOKENS", "eighty")
     assert main(["status", "--index-dir", index]) == 2
     assert "chunk_tokens='eighty' must be a whole number" in capsys.readouterr().err
+
+
+def test_small_defects_a_new_user_met(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Plurals, --version, search --json with date and source, a port in use, a closed pipe."""
+    rag = Path(sys.executable).with_name("rag")
+    # Longer than a pipe's buffer, so `| head -1` closes the pipe while rag still writes.
+    write(tmp_path / "src" / "a.md", "---\ndate: 2021-09-21\n---\n# Title A\n\n" + article(1, words=40_000))
+    index = str(tmp_path / "idx")
+    assert main(["index", str(tmp_path / "src"), "--index-dir", index, "--model", "hashing-64", "--no-progress"]) == 0
+    assert "The index holds 1 document in " in capsys.readouterr().out
+
+    version = subprocess.run([str(rag), "--version"], capture_output=True, text=True, check=True).stdout
+    assert version.startswith("rag 0.")
+
+    assert main(["search", "topic", "--index-dir", index, "--json", "-k", "1"]) == 0
+    (passage,) = json.loads(capsys.readouterr().out)
+    assert passage["date"] == "2021-09-21" and passage["source"].endswith("a.md")
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--index-dir", index, "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err and "Traceback" not in err
+
+    doc_id = passage["doc_id"]
+    shown = subprocess.run(f"'{rag}' show {doc_id} --index-dir '{index}' | head -1", shell=True,
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    assert shown.stdout and "BrokenPipe" not in shown.stderr and "Traceback" not in shown.stderr

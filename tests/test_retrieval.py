@@ -160,7 +160,8 @@ def test_cli_search_json_and_text(tmp_path: Path, capsys: pytest.CaptureFixture[
     capsys.readouterr()
     assert main(["search", "Panjshir Valley resistance", "-k", "2", "--index-dir", idx, "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
-    assert [list(r) for r in results] == [["rank", "doc_id", "title", "chunk_id", "start", "end", "text", "score"]] * 2
+    keys = ["rank", "doc_id", "title", "date", "source", "chunk_id", "start", "end", "text", "score"]
+    assert [list(r) for r in results] == [keys] * 2
     assert main(["search", "Panjshir Valley resistance", "-k", "1", "--index-dir", idx]) == 0
     out = capsys.readouterr().out
     assert out.startswith("1. 000 f564f0beba51ee61 (2021-09-21)  score ")

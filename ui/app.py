@@ -27,6 +27,7 @@ from rag.config import Config
 from rag.ingest import file_problem
 from rag.retrieval import MODES, Filters, SearchError
 from rag.types import Answer
+from rag.wording import counted
 from ui.render import CSS, answer_message, sources_html, streaming_message
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ class ChatService:
     def facts(self) -> str:
         counts = self.rag.store.counts()
         return (
-            f"**{counts['documents']}** documents · **{counts['chunks']}** chunks · "
+            f"**{counts['documents']}** {'document' if counts['documents'] == 1 else 'documents'} · "
+            f"**{counts['chunks']}** {'chunk' if counts['chunks'] == 1 else 'chunks'} · "
             f"model `{self.rag.settings.model}` · index `{escape(str(self.rag.dir))}`"
         )
 
@@ -129,8 +131,9 @@ class ChatService:
             with self.rag.fork() as writer:
                 summary = writer.index(list(accepted), progress=True)
             lines.append(
-                f"Indexed {len(accepted)} file(s): **{summary.added}** added, **{summary.updated}** updated, "
-                f"**{summary.unchanged}** unchanged; {summary.embedded} chunks embedded in {summary.seconds:.1f} s."
+                f"Indexed {counted(len(accepted), 'file')}: **{summary.added}** added, **{summary.updated}** updated, "
+                f"**{summary.unchanged}** unchanged; {counted(summary.embedded, 'chunk')} embedded in "
+                f"{summary.seconds:.1f} s."
             )
             for skip in summary.skipped:
                 refused.append(f"- `{escape(_uploaded_name(skip.path, accepted))}`: {escape(skip.reason)}")
