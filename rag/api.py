@@ -459,6 +459,7 @@ class RAG:
         filters: Filters | None = None,
         mode: str = "hybrid",
         k: int | None = None,
+        max_per_doc: int | None = None,
     ) -> Answer:
         """Answer ``question`` from the indexed documents, citing exact spans.
 
@@ -466,7 +467,7 @@ class RAG:
         is rewritten for retrieval (``Answer.query`` shows what was searched).
         """
         answer: Answer | None = None
-        for event in self.ask_stream(question, history, answerer, filters, mode, k):
+        for event in self.ask_stream(question, history, answerer, filters, mode, k, max_per_doc):
             if isinstance(event, Answer):
                 answer = event
         assert answer is not None  # ask_stream always ends with the Answer
@@ -480,6 +481,7 @@ class RAG:
         filters: Filters | None = None,
         mode: str = "hybrid",
         k: int | None = None,
+        max_per_doc: int | None = None,
     ) -> Iterator[str | Answer]:
         """Like ``ask``, but yields the answer's text as it is written, then the ``Answer``."""
         began = time.perf_counter()
@@ -498,7 +500,7 @@ class RAG:
         if len(query) > self.config.max_question_chars:
             query = question  # a follow-up glued to a long question: search the question alone
         timings["rewrite_ms"] = (time.perf_counter() - started) * 1000
-        retrieval = self.retrieve(query, k, mode, filters)
+        retrieval = self.retrieve(query, k, mode, filters, max_per_doc)
         timings.update({f"retrieval_{key}": value for key, value in retrieval.timings_ms.items()})
         started = time.perf_counter()
         # One gate for every answerer: the evidence is weighed before anything is written.

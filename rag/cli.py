@@ -140,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--mode", default="hybrid", help="retrieval mode: hybrid (default), dense or keyword")
     ask.add_argument("--since", metavar="DATE", help="only documents dated on or after DATE")
     ask.add_argument("--until", metavar="DATE", help="only documents dated on or before DATE")
+    ask.add_argument("--doc", action="append", default=[], metavar="DOC_ID", help="only this document (repeatable)")
+    ask.add_argument(
+        "--source", action="append", default=[], metavar="TEXT", help="only sources or paths containing TEXT"
+    )
+    ask.add_argument("--max-per-doc", type=int, metavar="N", help="passages per document at most (default: half of k)")
     ask.add_argument("--llm-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1")
     ask.add_argument("--llm-model", help="model name to send to that server")
     ask.add_argument("--gguf", help="a GGUF file to run in-process, or 'smollm2' for the bundled tiny model")
@@ -397,9 +402,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     config = _with_llm(_config(args), args)
-    filters = Filters.parse(args.since, args.until)
+    filters = Filters.parse(args.since, args.until, args.doc, args.source)
     with RAG.open(config=config, read_only=True) as rag:
-        answer = rag.ask(args.question, answerer=args.answerer, filters=filters, mode=args.mode, k=args.k)
+        answer = rag.ask(
+            args.question,
+            answerer=args.answerer,
+            filters=filters,
+            mode=args.mode,
+            k=args.k,
+            max_per_doc=args.max_per_doc,
+        )
     if args.json:
         _print_json(answer.to_json())
         return EXIT_OK

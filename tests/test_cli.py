@@ -177,3 +177,24 @@ def test_small_defects_a_new_user_met(tmp_path: Path, capsys: pytest.CaptureFixt
     shown = subprocess.run(f"'{rag}' show {doc_id} --index-dir '{index}' | head -1", shell=True,
                            capture_output=True, text=True, check=True)  # fmt: skip
     assert shown.stdout and "BrokenPipe" not in shown.stderr and "Traceback" not in shown.stderr
+
+
+def test_ask_takes_the_same_filters_as_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path / "src" / "a.txt", "Apples grow in the northern orchard. The harvest starts in May.")
+    write(tmp_path / "src" / "b.txt", "Apples grow in the southern orchard. The harvest starts in June.")
+    index = str(tmp_path / "idx")
+    assert main(["index", str(tmp_path / "src"), "--index-dir", index, "--model", "hashing-64", "--no-progress"]) == 0
+    capsys.readouterr()
+
+    def cited(*extra: str) -> set[str]:
+        assert main(["ask", "Where do apples grow?", "--index-dir", index, "--json", *extra]) == 0
+        data = json.loads(capsys.readouterr().out)
+        return {p["source"].rsplit("/", 1)[-1] for p in data["passages"]}
+
+    assert cited() == {"a.txt", "b.txt"}
+    assert cited("--source", "b.txt") == {"b.txt"}
+    assert main(["search", "apples", "--index-dir", index, "--json", "--source", "a.txt"]) == 0
+    doc_a = json.loads(capsys.readouterr().out)[0]["doc_id"]
+    assert cited("--doc", doc_a) == {"a.txt"}
+    assert main(["ask", "Where do apples grow?", "--index-dir", index, "--max-per-doc", "0"]) == 2
+    assert "max_per_doc=0 must be 1 or more" in capsys.readouterr().err
