@@ -252,7 +252,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"removed": removed})
     else:
-        print(f"Removed {len(removed)} document(s): {', '.join(removed)}")
+        print(f"Removed {counted(len(removed), 'document')}: {', '.join(removed)}")
     return EXIT_OK
 
 
