@@ -13,9 +13,8 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from rag.chunking import segments, structure
+from rag.chunking import Segment, segments
 from rag.readers import SUPPORTED, Parsed, UnreadableError, normalise_date, read_file
 from rag.types import Document, Skipped
 
@@ -154,36 +153,36 @@ def _to_document(path: Path, item: Parsed) -> Document:
         anchor = item.url or where
         doc_id = f"{_slug(path.stem)}-{hashlib.sha1(anchor.encode()).hexdigest()[:8]}"
     title = item.title or path.stem.replace("_", " ").replace("-", " ").strip() or path.name
+    # Title, headings, bylines and date lines with their offsets: kept as the document's
+    # outline, and never quoted as an answer (rag.chunking.segments finds them). One pass gives
+    # both the outline and the date line.
+    parts = segments(item.text)
+    outline = [[p.start, p.end, p.kind] for p in parts if p.is_structure]
     return Document(
         id=doc_id,
         source=item.url or where,
         path=str(path),
         title=title,
-        date=item.date or _date_line(item.text),
+        date=item.date or _date_line(item.text, parts),
         text=item.text,
-        # Title, headings, bylines and date lines with their offsets: shown as the document's
-        # outline, and never quoted as an answer (rag.chunking.segments finds them).
-        meta=_with_structure(item.meta, item.text),
+        meta={**item.meta, "structure": outline} if outline else item.meta,
     )
 
 
+_DATE_LINE_WITHIN = 2000
 _DATE_LINE_PREFIX = re.compile(
     r"^(?:(?:first |last )?(?:published|updated|posted)(?: on)?|date)\s*:?\s*", re.IGNORECASE
 )
 
 
-def _date_line(text: str) -> str | None:
-    """The date of a "Published 2026-09-30" or "Updated Sept. 17, 2026" line near the top."""
-    for segment in segments(text[:2000])[:6]:
-        if segment.kind == "date":
+def _date_line(text: str, parts: list[Segment]) -> str | None:
+    """The date of a "Published 2026-09-30" or "Updated Sept. 17, 2026" line near the top
+    (among the first six segments, within the first 2,000 characters)."""
+    for segment in parts[:6]:
+        if segment.kind == "date" and segment.end <= _DATE_LINE_WITHIN:
             line = _DATE_LINE_PREFIX.sub("", text[segment.start : segment.end])
             line = re.sub(r"\b(Sept)\b", "Sep", line.replace(".", ""), flags=re.IGNORECASE)
             found = normalise_date(line.split(" at ")[0].strip(" ,"))
             if found:
                 return found
     return None
-
-
-def _with_structure(meta: dict[str, Any], text: str) -> dict[str, Any]:
-    found = [[s.start, s.end, s.kind] for s in structure(text)]
-    return {**meta, "structure": found} if found else meta
