@@ -27,7 +27,7 @@ from rag.config import Config
 from rag.ingest import file_problem
 from rag.retrieval import MODES, Filters, SearchError
 from rag.types import Answer
-from rag.wording import counted
+from rag.wording import counted, noun_for
 from ui.render import CSS, answer_message, sources_html, streaming_message
 
 if TYPE_CHECKING:
@@ -44,8 +44,8 @@ class ChatService:
     def facts(self) -> str:
         counts = self.rag.store.counts()
         return (
-            f"**{counts['documents']}** {'document' if counts['documents'] == 1 else 'documents'} · "
-            f"**{counts['chunks']}** {'chunk' if counts['chunks'] == 1 else 'chunks'} · "
+            f"**{counts['documents']}** {noun_for(counts['documents'], 'document')} · "
+            f"**{counts['chunks']}** {noun_for(counts['chunks'], 'chunk')} · "
             f"model `{self.rag.settings.model}` · index `{escape(str(self.rag.dir))}`"
         )
 
