@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -40,8 +39,8 @@ from rag.indexer import Indexer
 from rag.locks import ReadWriteLock
 from rag.reranking import Reranker
 from rag.retrieval import Filters, Retrieval, Retriever, SearchError, check_k, check_question
-from rag.store import SCHEMA_VERSION, Store, ids_digest
-from rag.types import Answer, Document, IndexSummary, Passage
+from rag.store import LIST_ORDERS, SCHEMA_VERSION, Store, ids_digest
+from rag.types import Answer, Document, DocumentInfo, IndexSummary, Passage
 
 log = logging.getLogger("rag")
 
@@ -68,6 +67,10 @@ class NoIndexError(RuntimeError):
 
 class NotFoundError(LookupError):
     """No document has the given id or path."""
+
+
+class AmbiguousError(LookupError):
+    """A reference names several documents where one was wanted."""
 
 
 class RAG:
@@ -383,21 +386,13 @@ class RAG:
             self._vectors_dirty = True
             return summary
 
-    def remove(self, doc_id_or_path: str) -> list[str]:
-        """Remove one document by id, or every document read from a file or folder."""
+    def remove(self, ref: str) -> list[str]:
+        """Remove the documents ``ref`` names (see ``resolve``): one by id or title, or every
+        document read from a file or folder."""
         # Inside the lock: the documents are those of now, and a rerun after a killed removal
         # that finds nothing left still saves the vector file that run left stale.
         with self._writing():
-            paths = dict(self.store.document_paths())
-            if doc_id_or_path in paths:
-                doomed = [doc_id_or_path]
-            else:
-                target = str(Path(doc_id_or_path).expanduser().resolve())
-                doomed = [d for d, path in paths.items() if path == target or path.startswith(target + os.sep)]
-            if not doomed:
-                raise NotFoundError(
-                    f"no document has the id or path {doc_id_or_path!r}; `rag status` shows what is indexed"
-                )
+            doomed = self.resolve(ref)
             indexer = self._indexer()
             for doc_id in doomed:
                 indexer.remove_document(doc_id)
@@ -577,11 +572,60 @@ class RAG:
             )
         return self._retriever
 
-    def document(self, doc_id: str) -> Document:
-        doc = self.store.get_document(doc_id)
-        if doc is None:
-            raise NotFoundError(f"no document with id {doc_id!r}; `rag status` shows what is indexed")
+    def resolve(self, ref: str) -> list[str]:
+        """The ids of the documents ``ref`` names: a document id; a file or folder path (every
+        document read from it); or the start of one document's title, ignoring case (an exact
+        title wins over longer ones). Raises NotFoundError or AmbiguousError, naming the fix."""
+        if self.store.get_document(ref) is not None:
+            return [ref]
+        if ref.strip():
+            under = self.store.document_ids_under(str(Path(ref).expanduser().resolve()))
+            if under:
+                return under
+            titles = self.store.titles_starting(ref.strip())
+            if len(titles) == 1 or (titles and titles[0][1].casefold() == ref.strip().casefold()):
+                return [titles[0][0]]
+            if titles:
+                shown = "; ".join(f"{title!r} ({doc_id})" for doc_id, title in titles[:5])
+                raise AmbiguousError(
+                    f"{ref!r} starts {'more than 5' if len(titles) > 5 else len(titles)} titles: {shown}; "
+                    "give more of the title, or the id (`rag list --title TEXT` lists them)"
+                )
+        raise NotFoundError(
+            f"no document has the id, path or title {ref!r}; `rag list` shows what is indexed "
+            "(`rag list --title TEXT` to look one up)"
+        )
+
+    def document(self, ref: str) -> Document:
+        """One document, by id, path of a one-document file, or unique title prefix."""
+        ids = self.resolve(ref)
+        if len(ids) > 1:
+            raise AmbiguousError(
+                f"{ref!r} holds {len(ids)} documents ({', '.join(ids[:5])}{', …' if len(ids) > 5 else ''}); "
+                "name one of them by its id"
+            )
+        doc = self.store.get_document(ids[0])
+        assert doc is not None  # resolve found it; a concurrent removal is a race not worth a message
         return doc
+
+    def documents(
+        self,
+        filters: Filters | None = None,
+        title: str | None = None,
+        order: str = "date",
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> tuple[int, list[DocumentInfo]]:
+        """A page of the indexed documents (date, source and title filters), and how many match."""
+        if order not in LIST_ORDERS:
+            raise SearchError(f"order {order!r} is not one of {', '.join(LIST_ORDERS)}")
+        for name, value in (("limit", limit), ("offset", offset)):
+            if value is not None and value < (1 if name == "limit" else 0):
+                raise SearchError(f"{name}={value} must be {'1' if name == 'limit' else '0'} or more")
+        filters = filters or Filters()
+        return self.store.list_documents(
+            filters.since, filters.until, filters.sources, title or None, order, limit, offset
+        )
 
     def status(self) -> dict[str, Any]:
         from embeddings.vector_index import read_stamp

@@ -22,11 +22,11 @@ from typing import Any
 from embeddings.encoder import ModelLoadError
 from eval.questions import EvalError
 from rag.answering.backends import LLMError
-from rag.api import RAG, STORE_FILE, IndexMismatchError, NoIndexError, NotFoundError
+from rag.api import RAG, STORE_FILE, AmbiguousError, IndexMismatchError, NoIndexError, NotFoundError
 from rag.config import ANSWERERS, INDEX_TYPES, Config, ConfigError
 from rag.reranking import RerankerError
 from rag.retrieval import Filters, SearchError
-from rag.store import StoreError, damaged
+from rag.store import LIST_ORDERS, StoreError, damaged
 from rag.types import IndexSummary
 from rag.wording import counted
 
@@ -81,12 +81,35 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     _common(index)
 
-    remove = commands.add_parser("remove", help="remove a document by id, or all documents from a path")
-    remove.add_argument("target", metavar="DOC_ID_OR_PATH")
+    listing = commands.add_parser(
+        "list",
+        help="the indexed documents: id, title, date, source, chunks, when indexed",
+        description=(
+            "List the indexed documents, newest first, a page at a time. A document's id, its file's "
+            "path or the start of its title names it in `rag show`, `rag remove` and --doc."
+        ),
+    )
+    listing.add_argument("--since", metavar="DATE", help="only documents dated on or after DATE (YYYY[-MM[-DD]])")
+    listing.add_argument("--until", metavar="DATE", help="only documents dated on or before DATE")
+    listing.add_argument(
+        "--source", action="append", default=[], metavar="TEXT", help="only sources or paths containing TEXT"
+    )
+    listing.add_argument("--title", metavar="TEXT", help="only titles containing TEXT (any case)")
+    listing.add_argument("--sort", choices=list(LIST_ORDERS), default="date",
+                         help="date (newest first, the default), title, or indexed (latest first)")  # fmt: skip
+    listing.add_argument("--limit", type=int, default=50, metavar="N", help="documents per page (default 50)")
+    listing.add_argument("--offset", type=int, default=0, metavar="N", help="skip the first N (the next page)")
+    listing.add_argument("--all", action="store_true", help="every document, no paging")
+    _common(listing)
+
+    remove = commands.add_parser(
+        "remove", help="remove a document (id or title), or all documents read from a file or folder"
+    )
+    remove.add_argument("target", metavar="DOC", help="a document id, a file or folder path, or the start of a title")
     _common(remove)
 
     show = commands.add_parser("show", help="print one document")
-    show.add_argument("doc_id", metavar="DOC_ID")
+    show.add_argument("doc_id", metavar="DOC", help="a document id, its file's path, or the start of its title")
     _common(show)
 
     status = commands.add_parser("status", help="counts, model, index type and sizes on disk")
@@ -113,7 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--mode", default="hybrid", help="hybrid (default), dense or keyword")
     search.add_argument("--since", metavar="DATE", help="only documents dated on or after DATE (YYYY[-MM[-DD]])")
     search.add_argument("--until", metavar="DATE", help="only documents dated on or before DATE (YYYY[-MM[-DD]])")
-    search.add_argument("--doc", action="append", default=[], metavar="DOC_ID", help="only this document (repeatable)")
+    search.add_argument(
+        "--doc",
+        action="append",
+        default=[],
+        metavar="DOC",
+        help="only this document: id, path or title start (repeatable)",
+    )
     search.add_argument(
         "--source", action="append", default=[], metavar="TEXT", help="only sources or paths containing TEXT"
     )
@@ -140,7 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--mode", default="hybrid", help="retrieval mode: hybrid (default), dense or keyword")
     ask.add_argument("--since", metavar="DATE", help="only documents dated on or after DATE")
     ask.add_argument("--until", metavar="DATE", help="only documents dated on or before DATE")
-    ask.add_argument("--doc", action="append", default=[], metavar="DOC_ID", help="only this document (repeatable)")
+    ask.add_argument(
+        "--doc",
+        action="append",
+        default=[],
+        metavar="DOC",
+        help="only this document: id, path or title start (repeatable)",
+    )
     ask.add_argument(
         "--source", action="append", default=[], metavar="TEXT", help="only sources or paths containing TEXT"
     )
@@ -216,7 +251,7 @@ def _summary_text(summary: IndexSummary, index_dir: Path) -> str:
     lines = [
         f"Indexed into {index_dir} in {summary.seconds:.1f} s: "
         f"{summary.added} added, {summary.updated} updated, {summary.unchanged} unchanged, "
-        f"{summary.removed} removed.",
+        f"{summary.removed} removed" + (f", {summary.moved} moved (same ids)." if summary.moved else "."),
         f"The index holds {counted(summary.documents, 'document')} in {counted(summary.chunks, 'chunk')}; "
         f"{counted(summary.embedded, 'chunk')} {'was' if summary.embedded == 1 else 'were'} embedded this run.",
     ]
@@ -244,6 +279,35 @@ def cmd_index(args: argparse.Namespace) -> int:
         _print_json(summary.to_json())
     missing = [s for s in summary.skipped if s.reason == "no such file or folder"]
     return EXIT_PARTIAL if missing else EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    filters = Filters.parse(args.since, args.until, (), args.source)
+    with RAG.open(config=_config(args), read_only=True) as rag:
+        limit = None if args.all else args.limit
+        total, docs = rag.documents(filters, args.title, args.sort, limit, args.offset)
+    if args.json:
+        _print_json({"total": total, "offset": args.offset, "documents": [d.to_json() for d in docs]})
+        return EXIT_OK
+    if not docs:
+        print("No document matches those filters." if total or filters.active or args.title else
+              "The index holds no documents yet; add some with `rag index PATH`.")  # fmt: skip
+        return EXIT_OK
+    width = max(len(d.id) for d in docs)
+    for d in docs:
+        print(f"{d.id:<{width}}  {d.date or 'no date':<10}  {d.title}")
+        print(
+            f"{'':<{width}}  {counted(d.chunks, 'chunk')} · indexed {d.indexed_at[:16].replace('T', ' ')} · {d.source}"
+        )
+    last = args.offset + len(docs)
+    more = f"; the next page: --offset {last}" if last < total else ""
+    print(f"\n{args.offset + 1}–{last} of {counted(total, 'document')}{more}")
+    return EXIT_OK
+
+
+def _doc_ids(rag: RAG, refs: Sequence[str]) -> list[str]:
+    """--doc values as document ids: each may be an id, a path or the start of a title."""
+    return [doc_id for ref in refs for doc_id in rag.resolve(ref)]
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
@@ -301,7 +365,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             mode=args.mode,
             since=args.since,
             until=args.until,
-            doc_ids=args.doc,
+            doc_ids=_doc_ids(rag, args.doc),
             sources=args.source,
             max_per_doc=args.max_per_doc,
             neighbours=args.context,
@@ -402,8 +466,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     config = _with_llm(_config(args), args)
-    filters = Filters.parse(args.since, args.until, args.doc, args.source)
     with RAG.open(config=config, read_only=True) as rag:
+        filters = Filters.parse(args.since, args.until, _doc_ids(rag, args.doc), args.source)
         answer = rag.ask(
             args.question,
             answerer=args.answerer,
@@ -442,6 +506,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "index": cmd_index,
+    "list": cmd_list,
     "remove": cmd_remove,
     "show": cmd_show,
     "status": cmd_status,
@@ -455,7 +520,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 # Errors a user can fix; anything else is a bug and keeps its traceback.
 USER_ERRORS = (
     ConfigError, EvalError, IndexMismatchError, LLMError, ModelLoadError, NoIndexError, NotFoundError, SearchError,
-    RerankerError,
+    RerankerError, AmbiguousError,
     StoreError,
 )  # fmt: skip
 

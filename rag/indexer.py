@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -52,6 +52,7 @@ class _Counts:
     unchanged: int = 0
     removed: int = 0
     embedded: int = 0
+    moved: int = 0
 
 
 class Indexer:
@@ -97,10 +98,16 @@ class Indexer:
                 skipped.append(Skipped(key, f"cannot read: {exc.strerror or exc}"))
                 continue
             digest = file_hash(data)
-            if self.store.file_hash(key) == digest:
+            stored = self.store.file_hash(key)
+            if stored == digest:
                 counts.unchanged += len(self.store.document_ids_for_path(key))
                 continue
+            if stored is None and (old := self._moved_from(digest, key, found.present)) is not None:
+                # The same bytes vanished from another path: a moved file keeps its documents.
+                counts.moved += self.store.move_file(old, key)
+                continue
             documents, problems = load_documents(path, data)
+            documents = self._keep_id(key, documents)
             documents, taken = self._own_ids(key, documents)
             problems += taken
             skipped.extend(problems)
@@ -122,6 +129,23 @@ class Indexer:
         bar.close()
         counts.removed += self._remove_missing(found.roots, seen_paths)
         return self._summary(counts, skipped, started)
+
+    def _moved_from(self, digest: str, path: str, present: frozenset[str]) -> str | None:
+        """The path an identical file was indexed from, if that file is gone (it was moved)."""
+        for old in self.store.paths_with_hash(digest):
+            if old != path and old not in present and not Path(old).exists():
+                return old
+        return None
+
+    def _keep_id(self, path: str, documents: list[Document]) -> list[Document]:
+        """A one-document file keeps its document's id when it changes, even if the id would now
+        come out differently (it was moved, then edited). JSONL records name their own ids."""
+        if Path(path).suffix.lower() == ".jsonl" or len(documents) != 1:
+            return documents
+        stored = self.store.document_ids_for_path(path)
+        if len(stored) == 1 and documents[0].id != stored[0]:
+            return [replace(documents[0], id=stored[0])]
+        return documents
 
     def _own_ids(self, path: str, documents: list[Document]) -> tuple[list[Document], list[Skipped]]:
         """Keep the documents whose ids are free or already this file's. A JSONL record (an
@@ -181,6 +205,7 @@ class Indexer:
             chunks=totals["chunks"],
             embedded=counts.embedded,
             seconds=time.perf_counter() - started,
+            moved=counts.moved,
         )
 
     def _flush(self, pending: _Pending, counts: _Counts) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -25,9 +26,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from rag.types import Chunk, Document, content_hash
+from rag.types import Chunk, Document, DocumentInfo, content_hash
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -78,6 +79,16 @@ _MIGRATIONS: dict[int, str] = {
     2: """
     CREATE INDEX chunks_text_hash ON chunks(text_hash);
     """,
+    # A file found at a new path is matched to the one that vanished by its hash (a moved folder).
+    3: """
+    CREATE INDEX files_hash ON files(file_hash);
+    """,
+}
+# Orders of `rag list`; a date sorts newest first, documents without one last.
+LIST_ORDERS = {
+    "date": "d.date IS NULL, d.date DESC, d.title",
+    "title": "d.title COLLATE NOCASE, d.id",
+    "indexed": "d.indexed_at DESC, d.title",
 }
 _TABLES = {"meta", "files", "documents", "chunks", "embeddings"}
 _REPAIR = (
@@ -222,6 +233,25 @@ class Store:
                     (path, value),
                 )
 
+    def paths_with_hash(self, digest: str) -> list[str]:
+        """Files last indexed with exactly these bytes."""
+        return [r[0] for r in self.db.execute("SELECT path FROM files WHERE file_hash=?", (digest,))]
+
+    def move_file(self, old: str, new: str) -> int:
+        """Record that the file at ``old`` now lives at ``new``: its documents keep their ids,
+        chunks and vectors, and only where they come from changes. Returns how many moved."""
+        with self.transaction() as db:
+            db.execute("UPDATE files SET path=? WHERE path=?", (new, old))
+            # A JSONL record's source is "path:line"; a URL source stays as it is.
+            db.execute(
+                "UPDATE documents SET source = ? || substr(source, ?) "
+                "WHERE path = ? AND (source = ? OR substr(source, 1, ?) = ?)",
+                (new, len(old) + 1, old, old, len(old) + 1, old + ":"),
+            )
+            cursor = db.execute("UPDATE documents SET path=? WHERE path=?", (new, old))
+            self._bump_generation()
+            return int(cursor.rowcount)
+
     # --- documents ----------------------------------------------------------------------
 
     def document_hash(self, doc_id: str) -> str | None:
@@ -234,6 +264,62 @@ class Store:
     def document_paths(self) -> list[tuple[str, str]]:
         """(doc_id, path) of every document."""
         return self.db.execute("SELECT id, path FROM documents").fetchall()
+
+    def document_ids_under(self, path: str) -> list[str]:
+        """Documents read from the file ``path``, or from any file under the folder ``path``."""
+        folder = path.rstrip(os.sep) + os.sep
+        rows = self.db.execute(
+            "SELECT id FROM documents WHERE path = ? OR substr(path, 1, ?) = ? ORDER BY path, id",
+            (path, len(folder), folder),
+        )
+        return [r[0] for r in rows]
+
+    def titles_starting(self, prefix: str, limit: int = 6) -> list[tuple[str, str]]:
+        """(id, title) of documents whose title starts with ``prefix``, ignoring case; an exact
+        title comes first."""
+        folded = prefix.casefold()
+        rows = self.db.execute(
+            "SELECT id, title FROM documents WHERE lower(substr(title, 1, ?)) = lower(?) "
+            "ORDER BY lower(title) = lower(?) DESC, title LIMIT ?",
+            (len(prefix), prefix, prefix, limit),
+        ).fetchall()
+        # SQLite's lower() folds ASCII only; check again with Python's casefold.
+        return [(i, t) for i, t in rows if t.casefold().startswith(folded)]
+
+    def list_documents(
+        self,
+        since: str | None = None,
+        until: str | None = None,
+        sources: tuple[str, ...] = (),
+        title: str | None = None,
+        order: str = "date",
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> tuple[int, list[DocumentInfo]]:
+        """One page of documents that pass the filters, and how many pass in all."""
+        where: list[str] = []
+        args: list[Any] = []
+        if since:
+            where.append("d.date >= ?")
+            args.append(since)
+        if until:
+            where.append("d.date <= ?")
+            args.append(until)
+        if sources:
+            where.append("(" + " OR ".join("instr(d.source, ?) > 0 OR instr(d.path, ?) > 0" for _ in sources) + ")")
+            args.extend(s for source in sources for s in (source, source))
+        if title:
+            where.append("instr(lower(d.title), lower(?)) > 0")
+            args.append(title)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        total = int(self.db.execute(f"SELECT count(*) FROM documents d {clause}", args).fetchone()[0])
+        rows = self.db.execute(
+            "SELECT d.id, d.title, d.date, d.source, "
+            "(SELECT count(*) FROM chunks c WHERE c.doc_id = d.id), d.indexed_at "
+            f"FROM documents d {clause} ORDER BY {LIST_ORDERS[order]} LIMIT ? OFFSET ?",
+            (*args, -1 if limit is None else limit, offset),
+        ).fetchall()
+        return total, [DocumentInfo(*row) for row in rows]
 
     def get_document(self, doc_id: str) -> Document | None:
         row = self.db.execute(

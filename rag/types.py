@@ -86,6 +86,28 @@ class Passage:
 
 
 @dataclass(frozen=True)
+class DocumentInfo:
+    """One row of the document list: what a person needs to recognise and pick a document."""
+
+    id: str
+    title: str
+    date: str | None
+    source: str
+    chunks: int
+    indexed_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "doc_id": self.id,
+            "title": self.title,
+            "date": self.date,
+            "source": self.source,
+            "chunks": self.chunks,
+            "indexed_at": self.indexed_at,
+        }
+
+
+@dataclass(frozen=True)
 class Skipped:
     """A file that could not become a document, and why (one line)."""
 
@@ -106,6 +128,7 @@ class IndexSummary:
     chunks: int
     embedded: int
     seconds: float
+    moved: int = 0  # documents whose unchanged file now lives at another path; kept, not re-added
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,6 +136,7 @@ class IndexSummary:
             "updated": self.updated,
             "unchanged": self.unchanged,
             "removed": self.removed,
+            "moved": self.moved,
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "documents": self.documents,
             "chunks": self.chunks,

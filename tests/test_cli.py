@@ -32,7 +32,7 @@ def test_index_json_has_exactly_the_documented_keys(tmp_path: Path, capsys: pyte
     assert code == 0
     summary = json.loads(out)
     assert list(summary) == [
-        "added", "updated", "unchanged", "removed", "skipped", "documents", "chunks", "embedded", "seconds",
+        "added", "updated", "unchanged", "removed", "moved", "skipped", "documents", "chunks", "embedded", "seconds",
     ]  # fmt: skip
     assert (summary["added"], summary["documents"], summary["embedded"]) == (1, 1, summary["chunks"])
     assert summary["skipped"] == [
@@ -72,7 +72,11 @@ def test_user_errors_are_one_line_without_a_traceback(tmp_path: Path, capsys: py
     assert code == 2 and err.startswith("rag: error: no index in") and "Traceback" not in err
     run(capsys, "index", str(SAMPLE_ARTICLES), "--index-dir", idx, *FAST)
     code, _, err = run(capsys, "show", "missing-id", "--index-dir", idx)
-    assert (code, err) == (2, "rag: error: no document with id 'missing-id'; `rag status` shows what is indexed\n")
+    assert (code, err) == (
+        2,
+        "rag: error: no document has the id, path or title 'missing-id'; `rag list` shows what is indexed "
+        "(`rag list --title TEXT` to look one up)\n",
+    )
     code, _, err = run(capsys, "index", str(SAMPLE_ARTICLES), "--index-dir", idx, "--model", "hashing-32")
     assert code == 2 and "rag index --rebuild" in err
     code, _, err = run(capsys, "index", "--index-dir", idx)
@@ -198,3 +202,89 @@ def test_ask_takes_the_same_filters_as_search(tmp_path: Path, capsys: pytest.Cap
     assert cited("--doc", doc_a) == {"a.txt"}
     assert main(["ask", "Where do apples grow?", "--index-dir", index, "--max-per-doc", "0"]) == 2
     assert "max_per_doc=0 must be 1 or more" in capsys.readouterr().err
+
+
+def test_list_pages_filters_and_names_documents_by_id_path_or_title(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for n, (title, day) in enumerate([("Fed raises rates", "2026-09-17"), ("Fed holds rates", "2026-07-30"),
+                                      ("Storm hits coast", "2026-08-02"), ("Undated note", None)]):  # fmt: skip
+        head = f"---\ndate: {day}\n---\n" if day else ""
+        write(tmp_path / "news" / f"story{n}.md", f"{head}# {title}\n\n{article(n)}")
+    index = str(tmp_path / "idx")
+    assert main(["index", str(tmp_path / "news"), "--index-dir", index, *FAST, "--no-progress"]) == 0
+    capsys.readouterr()
+
+    code, out, _ = run(capsys, "list", "--index-dir", index)
+    assert code == 0
+    lines = out.splitlines()
+    assert [t for t in ("Fed raises rates", "Storm hits coast", "Fed holds rates", "Undated note")
+            if any(line.endswith(t) for line in lines)] == ["Fed raises rates", "Storm hits coast",
+                                                            "Fed holds rates", "Undated note"]  # fmt: skip
+    order = [next(i for i, line in enumerate(lines) if line.endswith(t))
+             for t in ("Fed raises rates", "Storm hits coast", "Fed holds rates", "Undated note")]  # fmt: skip
+    assert order == sorted(order), "newest first, undated last"
+    assert "1 chunk · indexed " in out or " chunks · indexed " in out
+    assert lines[-1] == "1–4 of 4 documents"
+
+    code, out, _ = run(capsys, "list", "--index-dir", index, "--json", "--limit", "2", "--sort", "title")
+    page = json.loads(out)
+    assert page["total"] == 4 and [d["title"] for d in page["documents"]] == ["Fed holds rates", "Fed raises rates"]
+    assert set(page["documents"][0]) == {"doc_id", "title", "date", "source", "chunks", "indexed_at"}
+    code, out, _ = run(capsys, "list", "--index-dir", index, "--limit", "2", "--offset", "2", "--sort", "title")
+    assert out.splitlines()[-1] == "3–4 of 4 documents"
+    code, out, _ = run(capsys, "list", "--index-dir", index, "--limit", "2")
+    assert out.splitlines()[-1] == "1–2 of 4 documents; the next page: --offset 2"
+    code, out, _ = run(capsys, "list", "--index-dir", index, "--json", "--since", "2026-08", "--title", "RATES")
+    assert [d["title"] for d in json.loads(out)["documents"]] == ["Fed raises rates"]
+    code, out, _ = run(capsys, "list", "--index-dir", index, "--source", "story3")
+    assert "Undated note" in out and "Fed" not in out
+
+    # A title prefix, a path and an id all name a document; an ambiguous prefix names the choices.
+    code, out, _ = run(capsys, "show", "storm", "--index-dir", index)
+    assert code == 0 and out.startswith("Storm hits coast\n2026-08-02")
+    code, out, _ = run(capsys, "show", str(tmp_path / "news" / "story1.md"), "--index-dir", index, "--json")
+    assert json.loads(out)["title"] == "Fed holds rates"
+    code, _, err = run(capsys, "show", "fed", "--index-dir", index)
+    assert code == 2 and "'fed' starts 2 titles" in err and "Fed holds rates" in err and "Traceback" not in err
+    code, _, err = run(capsys, "show", "nothing-like-this", "--index-dir", index)
+    assert code == 2 and "`rag list` shows what is indexed" in err
+    code, out, _ = run(capsys, "ask", "What happened?", "--index-dir", index, "--json", "--doc", "fed raises")
+    assert {p["title"] for p in json.loads(out)["passages"]} == {"Fed raises rates"}
+    code, out, _ = run(capsys, "remove", "Storm", "--index-dir", index)
+    assert code == 0 and out.startswith("Removed 1 document: story2-")
+    code, out, _ = run(capsys, "list", "--index-dir", index, "--title", "storm")
+    assert out.strip() == "No document matches those filters."
+
+
+def test_a_moved_folder_keeps_its_document_ids(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path / "old" / "a.md", "# Alpha\n\n" + article(1))
+    write(tmp_path / "old" / "sub" / "b.jsonl", json.dumps({"title": "Beta", "text": article(2)}) + "\n"
+          + json.dumps({"title": "Gamma", "text": article(3)}) + "\n")  # fmt: skip
+    index = str(tmp_path / "idx")
+    assert main(["index", str(tmp_path / "old"), "--index-dir", index, *FAST, "--no-progress", "--json"]) == 0
+    capsys.readouterr()
+    before = {d["title"]: d for d in json.loads(run(capsys, "list", "--index-dir", index, "--json")[1])["documents"]}
+
+    (tmp_path / "old").rename(tmp_path / "new")
+    _, out, _ = run(capsys, "index", str(tmp_path / "new"), "--index-dir", index, "--json")
+    summary = json.loads(out)
+    assert (summary["moved"], summary["added"], summary["removed"], summary["embedded"]) == (3, 0, 0, 0)
+    after = {d["title"]: d for d in json.loads(run(capsys, "list", "--index-dir", index, "--json")[1])["documents"]}
+    assert {t: d["doc_id"] for t, d in after.items()} == {t: d["doc_id"] for t, d in before.items()}
+    assert after["Alpha"]["source"] == str((tmp_path / "new" / "a.md").resolve())
+    assert after["Gamma"]["source"] == str((tmp_path / "new" / "sub" / "b.jsonl").resolve()) + ":2"
+
+    # Edited after the move, a one-document file still keeps its id.
+    write(tmp_path / "new" / "a.md", "# Alpha\n\n" + article(4))
+    _, out, _ = run(capsys, "index", str(tmp_path / "new"), "--index-dir", index, "--json")
+    assert (json.loads(out)["updated"], json.loads(out)["added"]) == (1, 0)
+    _, out, _ = run(capsys, "show", "alpha", "--index-dir", index, "--json")
+    assert json.loads(out)["doc_id"] == before["Alpha"]["doc_id"]
+
+    # A copy (the original still there) is new documents, not a move.
+    import shutil
+
+    shutil.copytree(tmp_path / "new", tmp_path / "copy")
+    _, out, _ = run(capsys, "index", str(tmp_path / "copy"), "--index-dir", index, "--json")
+    assert (json.loads(out)["moved"], json.loads(out)["added"]) == (0, 3)

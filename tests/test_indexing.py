@@ -83,7 +83,7 @@ def test_remove_by_id_and_by_path(rag: RAG, tmp_path: Path) -> None:
     doc_id = _id(rag, files[0])
     assert rag.remove(doc_id) == [doc_id]
     assert rag.remove(str(files[1])) == [_id_for(files[1])]
-    with pytest.raises(NotFoundError, match="no document has the id or path 'nope'"):
+    with pytest.raises(NotFoundError, match="no document has the id, path or title 'nope'"):
         rag.remove("nope")
     assert rag.store.counts()["documents"] == 1
     # A removed file that is still on disk comes back when its folder is indexed again.
