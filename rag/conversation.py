@@ -302,6 +302,8 @@ def _answered_subject(question: str, answer: str) -> str | None:
         lead.append(word)
     while lead and lead[0].lower() in _DETERMINER:
         lead = lead[1:]
+    if lead and all(_PRONOUN.fullmatch(word) for word in lead):
+        return None  # "He found cracks": the answer names nobody new
     return " ".join(lead) if 0 < len(lead) <= 5 and len(lead) < len(words) else None
 
 

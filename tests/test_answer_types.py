@@ -78,6 +78,9 @@ CONVERSATIONS = [
      "When did he find them?", "When did Tomás Ferreira find Tomás Ferreira?"),
     ([("When will Orbit Systems launch Kestrel-2?", "In March 2027."), ("Why was it delayed?", "A fault.")],
      "Will they repair the engine?", "Will Orbit Systems repair the engine?"),
+    # An answer that names nobody ("He found ...") leaves the question's own subject.
+    ([("Who found the cracks?", "He found cracks in three of the five pillars. [1]")], "What caused them?",
+     "What caused cracks?"),
 ]  # fmt: skip
 
 
