@@ -543,6 +543,11 @@ class RAG:
             evidence={"score": evidence.score, **evidence.features},
         )
 
+    def warm_up(self) -> None:
+        """Load what the first question would wait for (the model, the vectors, the word lists),
+        by answering a throwaway one, so a chat or a server is quick from its first question."""
+        self.ask("What is this about?", answerer="extractive")
+
     @property
     def llm(self) -> LLMBackend:
         if self._llm is None:

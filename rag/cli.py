@@ -24,10 +24,12 @@ from eval.questions import EvalError
 from rag.answering.backends import LLMError
 from rag.api import RAG, STORE_FILE, AmbiguousError, IndexMismatchError, NoIndexError, NotFoundError
 from rag.config import ANSWERERS, INDEX_TYPES, Config, ConfigError
+from rag.console import chat, print_answer
 from rag.reranking import RerankerError
 from rag.retrieval import Filters, SearchError
 from rag.store import LIST_ORDERS, StoreError, damaged
-from rag.types import IndexSummary
+from rag.transcript import Conversation, HistoryError, read_conversation, write_conversation
+from rag.types import Answer, IndexSummary
 from rag.wording import counted
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
@@ -164,30 +166,28 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     ask.add_argument("question", metavar="QUESTION")
-    ask.add_argument("--answerer", choices=ANSWERERS, help="extractive (default, offline) or llm")
-    ask.add_argument("-k", type=int, help="passages to answer from (default 5)")
-    ask.add_argument("--mode", default="hybrid", help="retrieval mode: hybrid (default), dense or keyword")
-    ask.add_argument("--since", metavar="DATE", help="only documents dated on or after DATE")
-    ask.add_argument("--until", metavar="DATE", help="only documents dated on or before DATE")
-    ask.add_argument(
-        "--doc",
-        action="append",
-        default=[],
-        metavar="DOC",
-        help="only this document: id, path or title start (repeatable)",
-    )
-    ask.add_argument(
-        "--source", action="append", default=[], metavar="TEXT", help="only sources or paths containing TEXT"
-    )
-    ask.add_argument("--max-per-doc", type=int, metavar="N", help="passages per document at most (default: half of k)")
-    ask.add_argument("--llm-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1")
-    ask.add_argument("--llm-model", help="model name to send to that server")
-    ask.add_argument("--gguf", help="a GGUF file to run in-process, or 'smollm2' for the bundled tiny model")
+    _answer_options(ask)
     ask.add_argument("--show-prompt", action="store_true", help="print the exact prompt sent to the LLM")
     ask.add_argument(
-        "--reranker", metavar="MODEL", help="a CrossEncoder (name or folder) to re-score candidates (default: off)"
+        "--history",
+        type=Path,
+        metavar="FILE",
+        help="a conversation so far (JSON, as this option or chat's /save writes it); the new turn is "
+        "added to it, and a missing FILE is a new conversation",
     )
     _common(ask)
+
+    chat = commands.add_parser(
+        "chat",
+        help="a conversation at the terminal: follow-ups, /sources, /open N, /save FILE",
+        description=(
+            "Ask question after question; follow-ups ('when did it start?') are read against the "
+            "earlier turns. The model loads once. /help lists the commands. Piped input is read a "
+            "question per line."
+        ),
+    )
+    _answer_options(chat)
+    _common(chat)
 
     evaluate = commands.add_parser(
         "eval",
@@ -229,6 +229,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(serve)
     return parser
+
+
+def _answer_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `rag ask` and `rag chat`: answerer, retrieval, filters, LLM, reranker."""
+    parser.add_argument("--answerer", choices=ANSWERERS, help="extractive (default, offline) or llm")
+    parser.add_argument("-k", type=int, help="passages to answer from (default 5)")
+    parser.add_argument("--mode", default="hybrid", help="retrieval mode: hybrid (default), dense or keyword")
+    parser.add_argument("--since", metavar="DATE", help="only documents dated on or after DATE")
+    parser.add_argument("--until", metavar="DATE", help="only documents dated on or before DATE")
+    parser.add_argument(
+        "--doc",
+        action="append",
+        default=[],
+        metavar="DOC",
+        help="only this document: id, path or title start (repeatable)",
+    )
+    parser.add_argument(
+        "--source", action="append", default=[], metavar="TEXT", help="only sources or paths containing TEXT"
+    )
+    parser.add_argument(
+        "--max-per-doc", type=int, metavar="N", help="passages per document at most (default: half of k)"
+    )
+    parser.add_argument("--llm-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1")
+    parser.add_argument("--llm-model", help="model name to send to that server")
+    parser.add_argument("--gguf", help="a GGUF file to run in-process, or 'smollm2' for the bundled tiny model")
+    parser.add_argument(
+        "--reranker", metavar="MODEL", help="a CrossEncoder (name or folder) to re-score candidates (default: off)"
+    )
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -464,43 +492,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_ask(args: argparse.Namespace) -> int:
-    config = _with_llm(_config(args), args)
-    with RAG.open(config=config, read_only=True) as rag:
-        filters = Filters.parse(args.since, args.until, _doc_ids(rag, args.doc), args.source)
-        answer = rag.ask(
-            args.question,
+def _asker(rag: RAG, args: argparse.Namespace) -> Callable[[str, Conversation], Answer]:
+    """Ask with the command line's answerer, retrieval settings and filters."""
+    filters = Filters.parse(args.since, args.until, _doc_ids(rag, args.doc), args.source)
+
+    def ask(question: str, conversation: Conversation) -> Answer:
+        return rag.ask(
+            question,
+            history=conversation.history,
             answerer=args.answerer,
             filters=filters,
             mode=args.mode,
             k=args.k,
             max_per_doc=args.max_per_doc,
         )
+
+    return ask
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    config = _with_llm(_config(args), args)
+    # Read the history first: a bad file fails before the model loads.
+    conversation = read_conversation(args.history) if args.history else Conversation(())
+    with RAG.open(config=config, read_only=True) as rag:
+        answer = _asker(rag, args)(args.question, conversation)
+    if args.history:
+        write_conversation(args.history, conversation.adding(answer.to_json()))
     if args.json:
         _print_json(answer.to_json())
-        return EXIT_OK
-    if args.show_prompt and answer.prompt:
-        print(answer.prompt, end="\n\n---\n\n")
-    # The answer phrase in bold: ANSI on a terminal, Markdown's ** when piped.
-    on, off = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("**", "**")
-    if answer.answer_span is not None:
-        print(f"Answer: {on}{answer.answer_span.text}{off}\n")
-    for line in answer.marked(on, off).splitlines():  # a list from an LLM keeps its lines
-        print(textwrap.fill(line, width=100, break_on_hyphens=False))
-    if not answer.answerable:
-        print("\n(answerable: no; the closest passages were:)")
-        for p in answer.passages[:3]:
-            print(f"  - {p.title} ({p.date or 'no date'}): {textwrap.shorten(p.text, 90)}")
-        return EXIT_OK
-    for sentence in answer.flagged:
-        why = "cites nothing" if not sentence.cited else f"weakly supported ({sentence.support:.2f})"
-        print(f"  ! {why}: {textwrap.shorten(sentence.text, 80)}")
-    print()
-    for c in answer.citations:
-        print(f"[{c.n}] {c.title} ({c.date or 'no date'}) · {c.source} · chars {c.start}-{c.end}")
-        print(textwrap.indent(textwrap.fill(f"“{c.quote}”", width=96), "    "))
-    if answer.query != answer.question:
-        print(f"\n(searched for: {answer.query})")
+    else:
+        print_answer(answer, sys.stdout, args.show_prompt)
+    return EXIT_OK
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    config = _with_llm(_config(args), args)
+    with RAG.open(config=config, read_only=True) as rag:
+        chat(rag, _asker(rag, args), sys.stdin, sys.stdout)
     return EXIT_OK
 
 
@@ -513,6 +541,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "gc": cmd_gc,
     "search": cmd_search,
     "ask": cmd_ask,
+    "chat": cmd_chat,
     "serve": cmd_serve,
     "eval": cmd_eval,
 }
@@ -520,7 +549,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 # Errors a user can fix; anything else is a bug and keeps its traceback.
 USER_ERRORS = (
     ConfigError, EvalError, IndexMismatchError, LLMError, ModelLoadError, NoIndexError, NotFoundError, SearchError,
-    RerankerError, AmbiguousError,
+    RerankerError, AmbiguousError, HistoryError,
     StoreError,
 )  # fmt: skip
 
