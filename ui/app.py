@@ -233,23 +233,33 @@ def _repair_vectors(rag: RAG) -> None:
 
 
 def serve(config: Config, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None) -> None:
+    """The web chat at ``/`` and the OpenAI-compatible API at ``/v1``, one server, one login."""
+    import gradio as gr
+    import uvicorn
+    from fastapi import FastAPI
+
+    from ui.openai_api import OpenAIEndpoint, add_routes, model_name
+
     rag = RAG.open(config=config)
     # A vector file left out of step by a killed `rag index` is saved again once the write
     # lock is free; until then searches bring the in-memory copy in step by themselves.
     threading.Thread(target=_repair_vectors, args=(rag,), name="rag-repair", daemon=True).start()
+    # Load the model now, not on the first question (7 s or more here).
+    threading.Thread(target=rag.warm_up, name="rag-warm-up", daemon=True).start()
     service = ChatService(rag)
     app = build_app(service)
     # Twenty people asking at once should not wait in one line: answers share the index and
     # run side by side; an upload indexes through its own handle and blocks none of them.
     app.queue(default_concurrency_limit=16)
-    app.launch(
-        server_name=host,
-        server_port=port,
-        auth=auth,
-        css=CSS,
-        show_error=True,
-        quiet=False,
-        # Bounded, so memory stays flat however many visitors come and go (it grew by about
-        # 60 KB per new session without a bound).
-        state_session_capacity=config.max_sessions,
-    )
+    # Bounded, so memory stays flat however many visitors come and go (it grew by about 60 KB
+    # per new session without a bound).
+    app.state_session_capacity = config.max_sessions
+    server = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    name = model_name(rag)
+    add_routes(server, OpenAIEndpoint({name: rag}, auth))
+    server = gr.mount_gradio_app(server, app, path="", auth=auth, css=CSS, show_error=True)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"Web chat on http://{shown}:{port}/ ; OpenAI-compatible API on http://{shown}:{port}/v1 "
+          f"(model {name!r}{', API key USER:PASSWORD' if auth else ''})", flush=True)  # fmt: skip
+    # Open streams (the web chat holds one per tab) would otherwise hold up a stop forever.
+    uvicorn.run(server, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
