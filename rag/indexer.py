@@ -55,6 +55,36 @@ class _Counts:
     moved: int = 0
 
 
+class ChunkProgress:
+    """A second bar under the files bar: chunks embedded, with a rate and an ETA. Its total
+    grows as files are read, so it counts only work known to be waiting (the files bar
+    alone sat still for minutes while one big file was embedded)."""
+
+    def __init__(self, show: bool) -> None:
+        self.show = show
+        self.bar: tqdm[None] | None = None
+
+    def queued(self, n: int) -> None:
+        if not self.show or n == 0:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            # Updated once per encoder group (hundreds of chunks), so every update is worth drawing.
+            self.bar = tqdm(total=0, desc="embedding", unit="chunk", position=1, leave=False, mininterval=0, miniters=1)
+        self.bar.total += n
+        self.bar.refresh()
+
+    def done(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 class Indexer:
     def __init__(
         self,
@@ -75,6 +105,7 @@ class Indexer:
         self.prepare = prepare
         self.encode_group = encode_group
         self.max_file_bytes = max_file_bytes
+        self.chunk_progress = ChunkProgress(False)
 
     def chunk(self, doc: Document) -> list[Chunk]:
         return chunk_text(doc.id, doc.text, self.settings.chunk_tokens, self.settings.chunk_overlap)
@@ -88,6 +119,7 @@ class Indexer:
         seen_paths: set[str] = set(found.present)
 
         bar = progress_bar(found.files, "indexing", "file", progress)
+        self.chunk_progress = ChunkProgress(not bar.disable)
         for path in bar:
             key = str(path)
             seen_paths.add(key)
@@ -126,6 +158,7 @@ class Indexer:
                 pending = _Pending()
                 bar.set_postfix(embedded=counts.embedded)
         self._flush(pending, counts)
+        self.chunk_progress.close()
         bar.close()
         counts.removed += self._remove_missing(found.roots, seen_paths)
         return self._summary(counts, skipped, started)
@@ -175,12 +208,16 @@ class Indexer:
         started = time.perf_counter()
         counts = _Counts()
         pending = _Pending()
-        for doc in progress_bar(documents, "indexing", "doc", progress):
+        bar = progress_bar(documents, "indexing", "doc", progress)
+        self.chunk_progress = ChunkProgress(not bar.disable)
+        for doc in bar:
             self._consider(doc, pending, counts)
             if pending.chunks >= self.encode_group:
                 self._flush(pending, counts)
                 pending = _Pending()
         self._flush(pending, counts)
+        self.chunk_progress.close()
+        bar.close()
         return self._summary(counts, [], started)
 
     def _consider(self, doc: Document, pending: _Pending, counts: _Counts) -> None:
@@ -244,7 +281,9 @@ class Indexer:
         doc_ids = [doc_id for doc_id, _ in self.store.document_paths()]
         embedded = 0
         texts: list[str] = []
-        for doc_id in progress_bar(doc_ids, "rechunking", "doc", progress):
+        bar = progress_bar(doc_ids, "rechunking", "doc", progress)
+        self.chunk_progress = ChunkProgress(not bar.disable)
+        for doc_id in bar:
             doc = self.store.get_document(doc_id)
             if doc is not None:
                 texts.extend(c.text for c in self.chunk(doc))
@@ -252,6 +291,8 @@ class Indexer:
                 embedded += self.vectors_for(texts)[1]
                 texts = []
         embedded += self.vectors_for(texts)[1] if texts else 0
+        self.chunk_progress.close()
+        bar.close()
         with self.store.transaction():
             for doc_id in doc_ids:
                 doc = self.store.get_document(doc_id)
@@ -282,6 +323,7 @@ class Indexer:
             if text_hash not in found:
                 missing.setdefault(text_hash, text)
         todo = list(missing.items())
+        self.chunk_progress.queued(len(todo))
         # Cache entries are content-addressed, so committing them on their own is safe, and
         # committing group by group means a crash, even inside one huge file, keeps the
         # model's work up to the last group.
@@ -290,6 +332,7 @@ class Indexer:
             vectors = self.embed([text for _, text in group])
             self.store.put_vectors(self.settings.model, [h for h, _ in group], vectors)
             found.update(zip((h for h, _ in group), vectors, strict=True))
+            self.chunk_progress.done(len(group))
         return found, len(missing)
 
     def cache(self, texts: list[str], vectors: np.ndarray) -> None:

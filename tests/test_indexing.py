@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +192,21 @@ def test_vector_index_round_trip_remove_and_ivf(tmp_path: Path, monkeypatch: pyt
         assert loaded.search(vectors[100:101], 5)[1].shape == (1, 5)
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
     assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path))
+
+
+def test_progress_counts_chunks_embedded_as_well_as_files(
+    rag: RAG, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One big JSONL file: the files bar stays at 0/1 while its chunks embed, so the chunk bar
+    must move, with a rate, and end at the number embedded."""
+    feed = write(tmp_path / "feed" / "big.jsonl", "\n".join(
+        json.dumps({"id": f"r{n}", "title": f"R{n}", "text": article(n)}) for n in range(12)
+    ))  # fmt: skip
+    summary = rag.index([feed], progress=True)
+    err = capsys.readouterr().err
+    assert summary.embedded > rag.config.encode_group  # several groups, so the bar moves in steps
+    steps = re.findall(r"embedding: +\d+%\|[^|]*\| (\d+)/(\d+) \[[^\]]*chunk/s\]", err)
+    assert steps, err[-500:]
+    done = [int(n) for n, _ in steps]
+    assert done == sorted(done) and done[-1] == summary.embedded and int(steps[-1][1]) == summary.embedded
+    assert "indexing" in err and "file" in err
