@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine (see README):
-#   make demo   install, index the bundled sample articles, serve the web chat on 127.0.0.1:7860
+#   make demo   install, index the bundled sample articles (examples/), serve the web chat on 127.0.0.1:7860
 #   make test   install, then lint, type-check and run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -38,7 +38,7 @@ $(BIN)/.installed-test: $(BIN)/.installed
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/rag index examples/articles --index-dir $(INDEX_DIR)
+	$(BIN)/rag index examples/articles examples/news --index-dir $(INDEX_DIR)
 	$(BIN)/rag serve --index-dir $(INDEX_DIR) --host $(HOST) --port $(PORT)
 
 lint: $(BIN)/.installed-test

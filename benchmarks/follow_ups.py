@@ -32,7 +32,7 @@ from rag.conversation import heuristic_query  # noqa: E402
 
 DATASETS = REPO.parent / "shared" / "datasets"
 
-CORPORA = {"news": [REPO / "tests" / "fixtures" / "news"], "sample": [REPO / "examples" / "articles"]}
+CORPORA = {"news": [REPO / "examples" / "news"], "sample": [REPO / "examples" / "articles"]}
 
 
 def main() -> None:

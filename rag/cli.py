@@ -35,13 +35,21 @@ from rag.wording import counted
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
 
+# What shell completion offers for an argument (shtab's FILE and DIR, spelled out so that
+# building the parser does not import it).
+FILE = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f"}
+DIR = {"bash": "_shtab_compgen_dirs", "zsh": "_files -/", "tcsh": "d"}
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--index-dir",
         type=Path,
         help="index folder (default: $RAG_INDEX_DIR, else ./.rag)",
-    )
-    parser.add_argument("--config", type=Path, help="TOML file of settings (default: $RAG_CONFIG)")
+    ).complete = DIR  # type: ignore[attr-defined]
+    parser.add_argument(
+        "--config", type=Path, help="TOML file of settings (default: $RAG_CONFIG; see rag.example.toml)"
+    ).complete = FILE  # type: ignore[attr-defined]
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
@@ -70,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
             "folder are removed. Unreadable files are skipped with a reason."
         ),
     )
-    index.add_argument("paths", nargs="*", metavar="PATH", help="files or folders to index")
+    index.add_argument("paths", nargs="*", metavar="PATH", help="files or folders to index").complete = FILE  # type: ignore[attr-defined]
     index.add_argument(
         "--rebuild",
         action="store_true",
@@ -91,11 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
             "path or the start of its title names it in `rag show`, `rag remove` and --doc."
         ),
     )
-    listing.add_argument("--since", metavar="DATE", help="only documents dated on or after DATE (YYYY[-MM[-DD]])")
-    listing.add_argument("--until", metavar="DATE", help="only documents dated on or before DATE")
-    listing.add_argument(
-        "--source", action="append", default=[], metavar="TEXT", help="only sources or paths containing TEXT"
-    )
+    _filter_options(listing, passages=False)
     listing.add_argument("--title", metavar="TEXT", help="only titles containing TEXT (any case)")
     listing.add_argument("--sort", choices=list(LIST_ORDERS), default="date",
                          help="date (newest first, the default), title, or indexed (latest first)")  # fmt: skip
@@ -136,21 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("question", metavar="QUESTION")
     search.add_argument("-k", type=int, default=5, help="number of passages (default 5)")
     search.add_argument("--mode", default="hybrid", help="hybrid (default), dense or keyword")
-    search.add_argument("--since", metavar="DATE", help="only documents dated on or after DATE (YYYY[-MM[-DD]])")
-    search.add_argument("--until", metavar="DATE", help="only documents dated on or before DATE (YYYY[-MM[-DD]])")
-    search.add_argument(
-        "--doc",
-        action="append",
-        default=[],
-        metavar="DOC",
-        help="only this document: id, path or title start (repeatable)",
-    )
-    search.add_argument(
-        "--source", action="append", default=[], metavar="TEXT", help="only sources or paths containing TEXT"
-    )
-    search.add_argument(
-        "--max-per-doc", type=int, metavar="N", help="passages per document at most (default: half of k, rounded up)"
-    )
+    _filter_options(search)
     search.add_argument("--context", type=int, default=0, metavar="N", help="also show N neighbouring chunks each side")
     search.add_argument(
         "--reranker", metavar="MODEL", help="a CrossEncoder (name or folder) to re-score candidates (default: off)"
@@ -217,6 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(evaluate)
 
+    completion = commands.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description=(
+            'Tab completion of commands and options. Bash: eval "$(rag completion bash)" in ~/.bashrc; '
+            "zsh: rag completion zsh > ~/.zfunc/_rag (a folder on $fpath)."
+        ),
+    )
+    completion.add_argument("shell", choices=["bash", "zsh", "tcsh"])
+
     serve = commands.add_parser("serve", help="the web chat", description="Serve the web chat (Gradio).")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -231,26 +231,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _filter_options(parser: argparse.ArgumentParser, passages: bool = True) -> None:
+    """Dates and sources; for commands that return passages, documents and a per-document cap."""
+    parser.add_argument("--since", metavar="DATE", help="only documents dated on or after DATE (YYYY[-MM[-DD]])")
+    parser.add_argument("--until", metavar="DATE", help="only documents dated on or before DATE (YYYY[-MM[-DD]])")
+    parser.add_argument(
+        "--source", action="append", default=[], metavar="TEXT", help="only sources or paths containing TEXT"
+    )
+    if passages:
+        parser.add_argument(
+            "--doc", action="append", default=[], metavar="DOC",
+            help="only this document: id, path or title start (repeatable)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--max-per-doc",
+            type=int,
+            metavar="N",
+            help="passages per document at most (default: half of k, rounded up)",
+        )
+
+
 def _answer_options(parser: argparse.ArgumentParser) -> None:
     """The options of `rag ask` and `rag chat`: answerer, retrieval, filters, LLM, reranker."""
     parser.add_argument("--answerer", choices=ANSWERERS, help="extractive (default, offline) or llm")
     parser.add_argument("-k", type=int, help="passages to answer from (default 5)")
     parser.add_argument("--mode", default="hybrid", help="retrieval mode: hybrid (default), dense or keyword")
-    parser.add_argument("--since", metavar="DATE", help="only documents dated on or after DATE")
-    parser.add_argument("--until", metavar="DATE", help="only documents dated on or before DATE")
-    parser.add_argument(
-        "--doc",
-        action="append",
-        default=[],
-        metavar="DOC",
-        help="only this document: id, path or title start (repeatable)",
-    )
-    parser.add_argument(
-        "--source", action="append", default=[], metavar="TEXT", help="only sources or paths containing TEXT"
-    )
-    parser.add_argument(
-        "--max-per-doc", type=int, metavar="N", help="passages per document at most (default: half of k)"
-    )
+    _filter_options(parser)
     parser.add_argument("--llm-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1")
     parser.add_argument("--llm-model", help="model name to send to that server")
     parser.add_argument("--gguf", help="a GGUF file to run in-process, or 'smollm2' for the bundled tiny model")
@@ -417,6 +423,13 @@ def _with_llm(config: Config, args: argparse.Namespace) -> Config:
     return config.replace(**{key: value for key, value in given if value is not None})
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    print(shtab.complete(build_parser(), shell=args.shell))
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from ui.app import serve
@@ -543,6 +556,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ask": cmd_ask,
     "chat": cmd_chat,
     "serve": cmd_serve,
+    "completion": cmd_completion,
     "eval": cmd_eval,
 }
 

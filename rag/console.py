@@ -149,7 +149,8 @@ class ChatSession:
         c = citations[int(arg) - 1]
         text = self.rag.document(c.doc_id).text
         print(f"[{c.n}] {c.title} ({c.date or 'no date'}) · {c.source} · chars {c.start}-{c.end}\n", file=self.out)
-        print(textwrap.fill(span_in_context(text, c.start, c.end, self.out), width=100), file=self.out)
+        for line in span_in_context(text, c.start, c.end, self.out).split("\n"):  # paragraphs stay apart
+            print(textwrap.fill(line, width=100), file=self.out)
 
     def save(self, arg: str) -> None:
         if not arg:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory) -> str:
     root = tmp_path_factory.mktemp("chat")
-    shutil.copytree(REPO / "tests" / "fixtures" / "news", root / "news")
+    shutil.copytree(REPO / "examples" / "news", root / "news")
     assert main(["index", str(root / "news"), "--index-dir", str(root / "index"), "--no-progress"]) == 0
     return str(root / "index")
 

@@ -288,3 +288,42 @@ def test_a_moved_folder_keeps_its_document_ids(tmp_path: Path, capsys: pytest.Ca
     shutil.copytree(tmp_path / "new", tmp_path / "copy")
     _, out, _ = run(capsys, "index", str(tmp_path / "copy"), "--index-dir", index, "--json")
     assert (json.loads(out)["moved"], json.loads(out)["added"]) == (0, 3)
+
+
+def test_the_example_config_names_every_setting_at_its_default() -> None:
+    import dataclasses
+    import re
+    import tomllib
+
+    from rag.config import Config, IndexSettings
+    from tests.conftest import REPO
+
+    path = REPO / "rag.example.toml"
+    text = path.read_text()
+    values = tomllib.loads(text)
+    loaded = Config.load(file=path, env={})
+    defaults = {**dataclasses.asdict(Config()), **dataclasses.asdict(IndexSettings())}
+    for key, value in values.items():
+        assert getattr(loaded, key) == (Path(value) if key == "index_dir" else value)
+        assert str(defaults[key]) == str(value), f"{key} = {value!r} in rag.example.toml, default {defaults[key]!r}"
+    named = set(values) | set(re.findall(r"^# (\w+) = ", text, re.MULTILINE))
+    assert named == {f.name for f in dataclasses.fields(Config)}
+
+
+def test_shell_completion_completes_commands_and_options(tmp_path: Path) -> None:
+    rag = Path(sys.executable).with_name("rag")
+    script = tmp_path / "rag.bash"
+    script.write_text(
+        subprocess.run([str(rag), "completion", "bash"], capture_output=True, text=True, check=True).stdout
+    )
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(["rag", *words])
+        probe = (f"source {script}; COMP_WORDS=({line}); COMP_CWORD={len(words)}; COMP_LINE='{line}'; "
+                 f"COMP_POINT={len(line)}; _shtab_rag rag {words[-1]} {words[-2] if len(words) > 1 else 'rag'}; "
+                 'printf "%s\\n" "${COMPREPLY[@]}"')  # fmt: skip
+        return subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+
+    assert complete("li") == ["list"]
+    assert set(complete("list", "--so")) == {"--source", "--sort"}
+    assert "--history" in complete("ask", "--hi")

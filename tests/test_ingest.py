@@ -175,7 +175,7 @@ def test_dates_are_normalised(raw: str, iso: str | None) -> None:
 
 
 def test_a_news_articles_byline_and_date_line_become_structure_and_its_date(tmp_path: Path) -> None:
-    path = write(tmp_path / "fed.md", (Path(__file__).parent / "fixtures" / "news" / "fed-rates.md").read_text())
+    path = write(tmp_path / "fed.md", (Path(__file__).parents[1] / "examples" / "news" / "fed-rates.md").read_text())
     (doc,), _ = load_documents(path, path.read_bytes())
     assert doc.title == "Fed holds rates steady as inflation cools" and doc.date == "2026-09-17"
     kinds = [(doc.text[a:b], kind) for a, b, kind in doc.meta["structure"]]

@@ -1,7 +1,7 @@
 """Answers on news text that fights back, with the real bundled model: abbreviations, headings,
 bylines and datelines, the answer phrase, near misses, follow-ups and bad questions.
 
-The corpus is tests/fixtures/news (five short news articles in Markdown) plus the sample article.
+The corpus is examples/news (five short news articles in Markdown) plus the sample article.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tests.conftest import REPO, SAMPLE_ARTICLES
 
 pytestmark = pytest.mark.slow
 
-NEWS = REPO / "tests" / "fixtures" / "news"
+NEWS = REPO / "examples" / "news"
 
 
 @pytest.fixture(scope="module")

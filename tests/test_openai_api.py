@@ -23,7 +23,7 @@ FED = "What rate did the Fed keep?"
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("openai")
-    shutil.copytree(REPO / "tests" / "fixtures" / "news", root / "news")
+    shutil.copytree(REPO / "examples" / "news", root / "news")
     with RAG.open(root / "news-index") as rag:
         rag.index([root / "news"], progress=False)
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}

@@ -1,0 +1,103 @@
+"""Every command the README shows in a block marked <!-- tested --> runs, in order, as a user
+would type it (bash, the installed `rag`, the real model), in a fresh folder holding a copy of
+examples/. Each must exit 0 without a traceback; a few outputs are checked for what the README
+says they print. `rag serve` lines are started, must answer over HTTP, and are stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rag.cli import build_parser
+from tests.conftest import REPO, free_port, start_server, wait_for_http
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+# What a line's output must hold (the README shows it), by the line's start.
+EXPECTED = {
+    'rag ask "What rate did the Fed keep?"': "Answer: **3.75%**",
+    "rag list   ": "1–6 of 6 documents",
+    "rag show fed": "Fed holds rates steady as inflation cools",
+    "printf 'How much will the Riverside": "(searched for: Who will pay for two thirds of Riverside bridge repairs?)",
+    "rag list --title bridge --json": '"title": "Riverside bridge repairs to start in spring"',
+    'rag remove "Researchers sequence"': "Removed 1 document: genome-",
+    "RAG_CHUNK_TOKENS=192 rag status": "chunk tokens 192",
+    "rag --version": "rag 0.",
+    "python -c 'from rag import RAG": "Who will pay for two thirds of Riverside bridge repairs?",
+}
+
+
+def readme_commands(readme: str) -> list[str]:
+    """The lines of every ```sh block right after a <!-- tested --> marker, and each such
+    ```python block as one `python -c` command, in the README's order."""
+    commands: list[str] = []
+    for kind, block in re.findall(r"<!-- tested -->\n```(sh|python)\n(.*?)```", readme, re.DOTALL):
+        if kind == "python":
+            commands.append(f"python -c {shlex.quote(block)}")
+            continue
+        lines = [line.strip() for line in block.splitlines()]
+        commands += [line for line in lines if line and not line.startswith(("#", ". .venv/bin/activate"))]
+    return commands
+
+
+def test_the_readme_shows_every_command_and_tests_most_blocks() -> None:
+    commands = readme_commands((REPO / "README.md").read_text())
+    subcommands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    shown = {m.group(1) for line in commands for m in re.finditer(r"\brag ([a-z]+)", line)}
+    assert set(subcommands) <= shown, f"no tested README line runs: {sorted(set(subcommands) - shown)}"
+    assert len(commands) >= 30
+
+
+def test_every_tested_readme_command_runs(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAG_")}
+    env.update(PATH=f"{BIN}{os.pathsep}{env['PATH']}", HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+    outputs: dict[str, str] = {}
+    for line in readme_commands((REPO / "README.md").read_text()):
+        if line.startswith("rag serve"):
+            outputs[line] = serve(line, tmp_path, env)
+            continue
+        started = time.monotonic()
+        done = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        print(f"{time.monotonic() - started:5.1f} s  {line[:100]}")
+        assert done.returncode == 0 and "Traceback" not in done.stderr, (
+            f"{line}\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
+        outputs[line] = done.stdout
+    for start, expected in EXPECTED.items():
+        (line,) = [line for line in outputs if line.startswith(start)]
+        assert expected in " ".join(outputs[line].split()), f"{line} printed:\n{outputs[line][-2000:]}"
+    assert len(json.loads((tmp_path / "bridge.json").read_text())["turns"]) == 3
+    assert "_shtab_rag" in (tmp_path / "rag-completion.bash").read_text()
+    assert {"runs", "squad-index", "rag-192", ".rag"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def serve(line: str, cwd: Path, env: dict[str, str]) -> str:
+    """Start a README `rag serve` line on a free port, check that it answers, stop it."""
+    port = free_port()
+    log = cwd / f"serve-{port}.log"
+    command = line.split("#")[0].strip() + f" --port {port}"
+    proc = start_server(["bash", "-c", f"cd {cwd} && exec {command}"], log, env)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_for_http(url, proc, command, log)
+        key = "alice:secret" if "--auth alice:secret" in line else "any"
+        models = httpx.get(url + "v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        assert models.status_code == 200 and models.json()["data"][0]["id"] == "rag"
+        if "--auth" in line:
+            assert httpx.get(url + "v1/models", timeout=30).status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return log.read_text()
