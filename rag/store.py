@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from rag.types import Chunk, Document, DocumentInfo, content_hash
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -82,6 +82,23 @@ _MIGRATIONS: dict[int, str] = {
     # A file found at a new path is matched to the one that vanished by its hash (a moved folder).
     3: """
     CREATE INDEX files_hash ON files(file_hash);
+    """,
+    # Saved web chat conversations (rag.conversations); each turn is an answer's JSON.
+    4: """
+    CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        user TEXT NOT NULL DEFAULT '',
+        title TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX conversations_user ON conversations(user, updated_at);
+    CREATE TABLE turns (
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        ordinal INTEGER NOT NULL,
+        answer TEXT NOT NULL,
+        PRIMARY KEY (conversation_id, ordinal)
+    ) WITHOUT ROWID;
     """,
 }
 # Orders of `rag list`; a date sorts newest first, documents without one last.

@@ -223,6 +223,7 @@ class AnswerSentence:
             "support": round(self.support, 4),
             "supported": self.supported,
             "cited": self.cited,
+            "bullet": self.bullet,
         }
 
 
@@ -269,6 +270,30 @@ class Answer:
     def flagged(self) -> tuple[AnswerSentence, ...]:
         """Sentences with no citation, or whose citations do not support them."""
         return tuple(s for s in self.sentences if not s.supported)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Answer:
+        """The Answer that ``to_json`` wrote (a saved conversation's turn); the prompt and raw
+        LLM output are not kept there."""
+        keys = ("rank", "chunk_id", "doc_id", "title", "source", "date", "start", "end", "text", "score")
+        passages = tuple(Passage(*(p[key] for key in keys)) for p in data["passages"])
+        span = data.get("answer_span")
+        return cls(
+            question=data["question"],
+            query=data["query"],
+            text=data["answer"],
+            answerable=data["answerable"],
+            sentences=tuple(
+                AnswerSentence(s["text"], tuple(s["citations"]), s["support"], s["supported"], s.get("bullet", ""))
+                for s in data["sentences"]
+            ),
+            citations=tuple(Citation(**c) for c in data["citations"]),
+            passages=passages,
+            timings_ms=dict(data["timings_ms"]),
+            answerer=data["answerer"],
+            answer_span=AnswerSpan(**span) if span else None,
+            evidence=dict(data.get("evidence") or {}),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
