@@ -104,9 +104,9 @@ def snapshot(index_dir: Path) -> dict[str, Any]:
 UPLOAD_SCRIPT = """
 import sys
 from rag import RAG, Config
-from ui.app import ChatService
+from ui.service import ChatService
 rag = RAG.open(config=Config.load(index_dir=sys.argv[1]))
-report, _ = ChatService(rag).upload(sys.argv[2:])
+report = ChatService.for_rag(rag).upload(sys.argv[2:])
 print(report)
 """
 
@@ -289,7 +289,7 @@ def part_load(args: argparse.Namespace) -> dict[str, Any]:
 
     def upload() -> None:
         started = time.monotonic()
-        report, _ = Client(url, verbose=False).predict([handle_file(str(upload_file))], api_name="/upload")
+        report, *_ = Client(url, verbose=False).predict([handle_file(str(upload_file))], api_name="/upload")
         writes["upload"] = {"report": report.splitlines()[0], "seconds": round(time.monotonic() - started, 1)}
 
     def cli_index() -> None:
@@ -398,7 +398,7 @@ def part_upload(args: argparse.Namespace) -> dict[str, Any]:
 
         def upload() -> None:
             started = time.monotonic()
-            report, _ = Client(url, verbose=False).predict([handle_file(str(big))], api_name="/upload")
+            report, *_ = Client(url, verbose=False).predict([handle_file(str(big))], api_name="/upload")
             result["upload_s"] = round(time.monotonic() - started, 1)
             result["report"] = report.splitlines()[0]
 

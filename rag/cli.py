@@ -11,6 +11,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import re
 import socket
 import sqlite3
 import sys
@@ -217,8 +218,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     completion.add_argument("shell", choices=["bash", "zsh", "tcsh"])
 
-    serve = commands.add_parser("serve", help="the web chat", description="Serve the web chat (Gradio).")
+    serve = commands.add_parser(
+        "serve",
+        help="the web chat, and an OpenAI-compatible API at /v1",
+        description=(
+            "Serve the web chat (Gradio) and the OpenAI-compatible API. The index folder may be empty "
+            "or missing: the first upload in the browser creates it."
+        ),
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument(
+        "--collection", action="append", default=[], metavar="NAME=FOLDER",
+        help="serve another index folder too, as collection NAME (repeatable); each conversation picks one",
+    )  # fmt: skip
     serve.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     serve.add_argument("--auth", metavar="USER:PASSWORD", help="require this login (default: $RAG_AUTH, else none)")
     serve.add_argument("--llm-url", help="OpenAI-compatible base URL, to offer the llm answerer")
@@ -433,6 +445,7 @@ def cmd_completion(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from ui.app import serve
+    from ui.service import collection_name
 
     raw = args.auth or os.environ.get("RAG_AUTH")
     auth = None
@@ -442,15 +455,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise ConfigError("--auth / RAG_AUTH must look like USER:PASSWORD")
         auth = (user, password)
     config = _with_llm(_config(args), args)
-    RAG.open(config=config, create=False).close()  # a missing index is a one-line error, not a crash
+    # An empty or missing index folder is fine: the first upload creates the index.
+    configs = {collection_name(config.index_dir): config}
+    for given in args.collection:
+        name, sep, folder = given.partition("=")
+        if not sep or not name or not folder or not re.fullmatch(r"[\w.-]+", name):
+            raise ConfigError(f"--collection {given!r} must look like NAME=FOLDER (NAME of letters, digits, . _ -)")
+        if name in configs:
+            raise ConfigError(f"--collection {name} is given twice (or is the --index-dir's own name)")
+        configs[name] = config.replace(index_dir=Path(folder).expanduser())
     _check_port_free(args.host, args.port)
-    serve(config, host=args.host, port=args.port, auth=auth)
+    serve(configs, host=args.host, port=args.port, auth=auth)
     return EXIT_OK
 
 
 def _check_port_free(host: str, port: int) -> None:
     """Say which port is taken and how to choose another, instead of Gradio's traceback."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the server itself binds: a port a stopped server left in TIME_WAIT is free to use,
+        # one that something listens on is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:

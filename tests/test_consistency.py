@@ -88,7 +88,7 @@ def test_an_upload_in_a_running_server_keeps_vectors_another_process_added(
     assert "zebra" in found["passages"][0]["text"], "the server searched a stale copy"
     # Then an upload through the server: it must not save its old copy over the new vectors.
     note = write(tmp_path / "note.txt", "Harbour note\n\nThe harbour master painted the crane tangerine.")
-    report, _ = client.predict([handle_file(str(note))], api_name="/upload")
+    report, *_ = client.predict([handle_file(str(note))], api_name="/upload")
     assert "**1** added" in report
     after = status(index_dir)
     assert after["chunks"] == added["chunks"] + 1  # type: ignore[operator]

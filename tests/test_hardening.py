@@ -25,7 +25,7 @@ from rag.ingest import load_documents, scan
 from rag.readers import UnreadableError, decode_text, read_file
 from rag.retrieval import SearchError
 from tests.conftest import article, assert_consistent, write
-from ui.app import ChatService, question_html, safe_name
+from ui.service import ChatService, question_html, safe_name
 
 
 @contextmanager
@@ -193,9 +193,9 @@ def test_an_upload_cannot_replace_a_document_from_another_source(config: Config,
     write(tmp_path / "src" / "feed.jsonl", '{"id": "press-1", "title": "Original", "text": "The original text."}')
     rag = RAG.open(config=config)
     rag.index([tmp_path / "src"], progress=False)
-    service = ChatService(rag)
+    service = ChatService.for_rag(rag)
     hostile = '{"id": "press-1", "title": "Forged", "text": "A forged text."}'
-    report, _ = service.upload([upload_copy(tmp_path, "x.jsonl", hostile)])
+    report = service.upload([upload_copy(tmp_path, "x.jsonl", hostile)])
     assert "already belongs to" in report and "press-1" in report
     assert rag.document("press-1").text == "The original text."
     assert not list((config.index_dir / "uploads").glob("*")), "a refused upload was kept"
@@ -204,10 +204,10 @@ def test_an_upload_cannot_replace_a_document_from_another_source(config: Config,
 
 def test_two_uploads_with_one_name_stay_two_documents(config: Config, tmp_path: Path) -> None:
     rag = RAG.open(config=config)
-    service = ChatService(rag)
-    first, _ = service.upload([upload_copy(tmp_path, "notes.txt", "Notes one\n\nThe first notes mention lemons.")])
-    second, _ = service.upload([upload_copy(tmp_path, "notes.txt", "Notes two\n\nThe second notes mention figs.")])
-    again, _ = service.upload([upload_copy(tmp_path, "notes.txt", "Notes two\n\nThe second notes mention figs.")])
+    service = ChatService.for_rag(rag)
+    first = service.upload([upload_copy(tmp_path, "notes.txt", "Notes one\n\nThe first notes mention lemons.")])
+    second = service.upload([upload_copy(tmp_path, "notes.txt", "Notes two\n\nThe second notes mention figs.")])
+    again = service.upload([upload_copy(tmp_path, "notes.txt", "Notes two\n\nThe second notes mention figs.")])
     assert "**1** added" in first and "**1** added" in second and "**1** unchanged" in again
     assert rag.store.counts()["documents"] == 2
     assert len(list((config.index_dir / "uploads").glob("notes-*.txt"))) == 2
@@ -216,8 +216,8 @@ def test_two_uploads_with_one_name_stay_two_documents(config: Config, tmp_path: 
 
 def test_unsupported_and_oversized_uploads_are_refused_and_not_written(config: Config, tmp_path: Path) -> None:
     rag = RAG.open(config=config.replace(max_upload_files=2, max_upload_mb=1, max_file_mb=1))
-    service = ChatService(rag)
-    report, _ = service.upload(
+    service = ChatService.for_rag(rag)
+    report = service.upload(
         [
             upload_copy(tmp_path, "report.docx", "PK binary"),
             upload_copy(tmp_path, "../../evil name!.txt", "Evil\n\nA normal body."),
@@ -225,11 +225,11 @@ def test_unsupported_and_oversized_uploads_are_refused_and_not_written(config: C
     )
     assert "report.docx" in report and "unsupported file type .docx" in report
     assert next(p.name for p in (config.index_dir / "uploads").iterdir()).startswith("evil name-")
-    too_many, _ = service.upload([upload_copy(tmp_path, f"{i}.txt", f"text {i}") for i in range(3)])
+    too_many = service.upload([upload_copy(tmp_path, f"{i}.txt", f"text {i}") for i in range(3)])
     assert "max_upload_files" in too_many
     big = tmp_path / "big.txt"
     big.write_bytes(b"word " * 300_000)
-    too_big, _ = service.upload([str(big)])
+    too_big = service.upload([str(big)])
     assert "max_upload_mb" in too_big
     assert rag.store.counts()["documents"] == 1
     rag.close()
@@ -247,7 +247,7 @@ def test_questions_wait_for_no_upload(config: Config, tmp_path: Path, monkeypatc
     write(tmp_path / "src" / "a.txt", "Apples\n\nThe orchard grows apples and pears.")
     rag = RAG.open(config=config)
     rag.index([tmp_path / "src"], progress=False)
-    service = ChatService(rag)
+    service = ChatService.for_rag(rag)
     rag.search("apples", k=1)  # the model and vectors are loaded
     embedding = threading.Event()
     real = RAG._embed

@@ -95,6 +95,8 @@ def serve(line: str, cwd: Path, env: dict[str, str]) -> str:
         key = "alice:secret" if "--auth alice:secret" in line else "any"
         models = httpx.get(url + "v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=30)
         assert models.status_code == 200 and models.json()["data"][0]["id"] == "rag"
+        if "--collection papers=" in line:
+            assert [m["id"] for m in models.json()["data"]] == ["rag", "papers"]
         if "--auth" in line:
             assert httpx.get(url + "v1/models", timeout=30).status_code == 401
     finally:

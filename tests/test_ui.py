@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -55,6 +56,8 @@ def test_the_answer_phrase_is_bold_and_an_llm_list_renders_as_a_list_safely() ->
         AnswerSentence("*Turnout:* seventy percent", (1,), 0.9, True, "- "),
     )
     html = answer_message(replace(answer, sentences=items, answerer="llm"))
+    assert '<sup><a class="rag-cite" href="#rag-cite/' in html and 'title="T&lt;b&gt;: “The army had' in html
+    html = re.sub(r'<sup><a class="rag-cite" [^>]*>(\[\d+\])</a></sup>', r"<sup>\1</sup>", html)
     assert "<ul><li><strong>Winner:</strong> the green &lt;i&gt;party&lt;/i&gt;<sup>[1]</sup></li>" in html
     assert "<li><em>Turnout:</em> seventy percent<sup>[1]</sup></li></ul>" in html
 
@@ -133,7 +136,7 @@ def test_an_uploaded_file_answers_straight_after(server: Server, tmp_path: Path)
     assert not any("tangerine" in c["quote"] for c in before["citations"])
     note = write(tmp_path / "submarine.md", "# Harbour news\n\nCaptain Okonkwo painted her submarine tangerine.")
     empty = write(tmp_path / "empty.txt", "")
-    report, facts = client.predict([handle_file(str(note)), handle_file(str(empty))], api_name="/upload")
+    report, facts, *_ = client.predict([handle_file(str(note)), handle_file(str(empty))], api_name="/upload")
     assert "**23** documents" in facts  # the sample article, the hostile one, 20 agents, and this
     assert "**1** added" in report and "empty.txt" in report and "empty document" in report
     after = client.predict("What colour is the submarine of Captain Okonkwo?", api_name="/ask")

@@ -1,227 +1,242 @@
-"""The Gradio web chat: a thin layer over one shared ``rag.RAG``.
+"""The Gradio web chat: the page's layout and its events, over ``ui.service.ChatService``.
 
-Answers stream into the chat with [n] markers; beside them, each cited span is shown
-highlighted in its passage. Files can be uploaded and are indexed incrementally. The same
-answering is callable through Gradio's API as ``/ask`` (see README for a gradio_client example).
+Tabs: Chat (answers with clickable citations, sources beside them) and Documents (the library:
+filter, read, delete, reindex, upload). A sidebar lists the saved conversations. The same
+answering is callable as ``/ask`` (gradio_client) and, from ``serve``, as an OpenAI-compatible
+API at ``/v1``.
 
-An upload is parsed and embedded by a second handle on the index (``RAG.fork``) with its own
-SQLite connection: questions never wait for it. They see its documents once it commits, since
-the shared handle brings its vectors in step with the store before each search.
-
-Gradio is imported inside ``build_app``, so importing this module loads nothing heavy.
+Gradio is imported inside the functions, so importing this module loads nothing heavy.
 """
 
-from __future__ import annotations
-
-import hashlib
-import re
+# No `from __future__ import annotations` here: Gradio reads the handlers' annotations
+# (gr.Request, gr.SelectData) at run time, and gradio is imported inside build_app.
+import tempfile
 import threading
-from collections.abc import Iterator
-from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.answering.backends import LLMError
-from rag.api import RAG, UPLOADS
+from rag.api import RAG
 from rag.config import Config
-from rag.ingest import file_problem
-from rag.retrieval import MODES, Filters, SearchError
-from rag.types import Answer
-from rag.wording import counted, noun_for
-from ui.render import CSS, answer_message, sources_html, streaming_message
+from rag.readers import SUPPORTED
+from rag.retrieval import MODES
+from ui.assets import CSS, HEAD, SCROLL_TO_SPAN
+from ui.service import ChatService
 
 if TYPE_CHECKING:
     import gradio as gr
 
-
-class ChatService:
-    """What the page's events call; safe to use from Gradio's worker threads."""
-
-    def __init__(self, rag: RAG) -> None:
-        self.rag = rag
-        self.llm_configured = bool(rag.config.llm_base_url or rag.config.llm_gguf)
-
-    def facts(self) -> str:
-        counts = self.rag.store.counts()
-        return (
-            f"**{counts['documents']}** {noun_for(counts['documents'], 'document')} · "
-            f"**{counts['chunks']}** {noun_for(counts['chunks'], 'chunk')} · "
-            f"model `{self.rag.settings.model}` · index `{escape(str(self.rag.dir))}`"
-        )
-
-    def respond(
-        self,
-        message: str,
-        chat: list[dict[str, Any]],
-        k: float,
-        mode: str,
-        since: str,
-        until: str,
-        answerer: str,
-        turns: list[tuple[str, str]],
-    ) -> Iterator[tuple[list[dict[str, Any]], str, list[tuple[str, str]], str]]:
-        """Stream one answer into the chat; yields (chat, sources HTML, history, textbox)."""
-        chat = [*chat, {"role": "user", "content": question_html(message)}, {"role": "assistant", "content": "…"}]
-        # Show the question at once: an LLM may take seconds before its first word.
-        yield chat, "", turns, ""
-        try:
-            filters = Filters.parse(since, until)
-            written = ""
-            for event in self.rag.ask_stream(
-                message, history=turns, answerer=answerer, filters=filters, mode=mode, k=int(k)
-            ):
-                if isinstance(event, Answer):
-                    chat[-1]["content"] = answer_message(event)
-                    sources = sources_html(event, lambda doc_id: self.rag.document(doc_id).text)
-                    yield chat, sources, [*turns, (message, event.text)], ""
-                else:
-                    written += event
-                    chat[-1]["content"] = streaming_message(written)
-                    yield chat, "", turns, ""
-        except (SearchError, LLMError) as exc:
-            # A bad filter or an unreachable LLM: say what happened in the chat, keep the page.
-            chat[-1]["content"] = f'<span class="rag-not-found">{escape(str(exc))}</span>'
-            yield chat, "", turns, message
-
-    def ask(self, question: str, k: int = 5, mode: str = "hybrid", since: str = "", until: str = "",
-            answerer: str = "extractive") -> dict[str, Any]:  # fmt: skip
-        """The API endpoint: one question, the answer as the same JSON as `rag ask --json`."""
-        answer = self.rag.ask(question, answerer=answerer, filters=Filters.parse(since, until), mode=mode, k=int(k))
-        return answer.to_json()
-
-    def upload(self, files: list[str] | None, progress: Any = None) -> tuple[str, str]:
-        """Check uploaded files, keep the acceptable ones beside the index under unique names,
-        and index them; returns (report, facts). Nothing refused is written to the index folder."""
-        if not files:
-            return "Choose one or more files first.", self.facts()
-        config = self.rag.config
-        if len(files) > config.max_upload_files:
-            return (
-                f"{len(files)} files is more than one upload takes ({config.max_upload_files}, setting "
-                "max_upload_files); upload them in parts.",
-                self.facts(),
-            )
-        total = sum(Path(file).stat().st_size for file in files)
-        if total > config.max_upload_mb * 1_000_000:
-            return (
-                f"These files hold {total / 1e6:.1f} MB; one upload takes at most {config.max_upload_mb} MB "
-                "(setting max_upload_mb). Upload them in parts, or index them with `rag index`.",
-                self.facts(),
-            )
-        folder = self.rag.dir / UPLOADS
-        accepted: dict[str, str] = {}  # stored path -> the name the person uploaded
-        refused: list[str] = []
-        for file in files:
-            source = Path(file)
-            name = safe_name(source.name)
-            problem = file_problem(source, config.max_file_bytes)
-            if problem:
-                refused.append(f"- `{escape(name)}`: {escape(problem)}")
-                source.unlink(missing_ok=True)  # the web framework's copy: nothing keeps it
-                continue
-            data = source.read_bytes()
-            # Content in the name: two uploads called notes.txt stay two documents, and the
-            # same file uploaded twice is one.
-            target = folder / f"{Path(name).stem}-{hashlib.sha256(data).hexdigest()[:10]}{Path(name).suffix.lower()}"
-            folder.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-            accepted[str(target)] = name
-        lines = []
-        if accepted:
-            with self.rag.fork() as writer:
-                summary = writer.index(list(accepted), progress=True)
-            lines.append(
-                f"Indexed {counted(len(accepted), 'file')}: **{summary.added}** added, **{summary.updated}** updated, "
-                f"**{summary.unchanged}** unchanged; {counted(summary.embedded, 'chunk')} embedded in "
-                f"{summary.seconds:.1f} s."
-            )
-            for skip in summary.skipped:
-                refused.append(f"- `{escape(_uploaded_name(skip.path, accepted))}`: {escape(skip.reason)}")
-            with self.rag.fork() as reader:
-                for path in accepted:
-                    if not reader.store.document_ids_for_path(path):
-                        Path(path).unlink(missing_ok=True)  # nothing of it was indexed: do not keep it
-        if refused:
-            lines.append("\nSkipped:")
-            lines.extend(refused)
-        return "\n".join(lines), self.facts()
+EXPORTS = Path(tempfile.gettempdir()) / "rag-exports"
 
 
-def _uploaded_name(path: str, accepted: dict[str, str]) -> str:
-    """The name a person uploaded, for a stored path or a JSONL line of one (path:line)."""
-    if path in accepted:
-        return accepted[path]
-    base, _, line = path.rpartition(":")
-    return f"{accepted[base]}:{line}" if base in accepted and line.isdigit() else Path(path).name
+def _user(request: Any) -> str:
+    """The logged-in user ('' without --auth): conversations are kept per user."""
+    return str(getattr(request, "username", None) or "")
 
 
-_UNSAFE = re.compile(r"[^\w.\- ]+")
-
-
-def safe_name(name: str) -> str:
-    """A file name that is safe in any folder: no path parts, control or odd characters."""
-    stem, dot, suffix = Path(name).name.rpartition(".")
-    if not dot:
-        stem, suffix = suffix, ""
-    stem = _UNSAFE.sub("_", stem).strip(" ._")[:80] or "upload"
-    return f"{stem}.{_UNSAFE.sub('', suffix)[:10]}" if suffix else stem
-
-
-def question_html(text: str) -> str:
-    """A question as the chat shows it: text, never Markdown or HTML. An image written as
-    Markdown would otherwise make every browser showing the chat fetch it. Inside an HTML
-    block Markdown is not read; line breaks become <br> so a blank line cannot end the block."""
-    return '<div class="rag-question">' + escape(text).replace("\n", "<br>") + "</div>"
-
-
-def build_app(service: ChatService) -> gr.Blocks:
+def build_app(service: ChatService) -> "gr.Blocks":
     import gradio as gr
 
+    names = service.names
+    first = names[0]
     answerers = ["extractive", "llm"] if service.llm_configured else ["extractive"]
+    config = service.collections[first].config
     # delete_cache: Gradio keeps its own copy of every uploaded file; the index keeps the one it
     # needs, so Gradio's copies are dropped after ten minutes.
-    with gr.Blocks(title="Ask your articles", delete_cache=(600, 600)) as app:
-        gr.Markdown("## Ask your articles\nAnswers quote the documents and show the exact words they rest on.")
-        facts = gr.Markdown(service.facts(), elem_id="facts")
-        turns = gr.State([])
-        with gr.Row():
-            with gr.Column(scale=3):
-                chat = gr.Chatbot(label="Chat", height=480, elem_id="chat", sanitize_html=True)
+    with gr.Blocks(title="Ask your articles", delete_cache=(600, 600), fill_width=True) as app:
+        # The open conversation's key, kept in the browser so that a reload, or a restart of the
+        # server, reopens it. Gradio encrypts it with a key made at each start unless given one;
+        # the key names no secret (the store checks whose conversation it is), so a fixed one is fine.
+        conversation = gr.BrowserState("", storage_key="rag-conversation", secret="rag-open-conversation")
+        with gr.Sidebar(label="Conversations", open=True, width=260, elem_id="conversations"):
+            new = gr.Button("New conversation", variant="primary", size="sm", elem_id="new-conversation")
+            saved = gr.Radio([], label="Saved conversations", elem_id="saved", container=False)
+            with gr.Accordion("Rename, delete, export", open=False):
+                title = gr.Textbox(placeholder="New title", show_label=False, elem_id="rename-title")
                 with gr.Row():
-                    question = gr.Textbox(
-                        placeholder="Ask a question about your documents", show_label=False, scale=5, elem_id="question"
-                    )
-                    send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
-                clear = gr.Button("New conversation", size="sm")
-            with gr.Column(scale=2):
-                gr.Markdown("### Sources")
-                sources = gr.HTML("<p>Cited passages appear here, the cited words highlighted.</p>", elem_id="sources")
-        with gr.Accordion("Settings", open=False):
-            with gr.Row():
-                k = gr.Slider(1, 10, value=service.rag.config.answer_passages, step=1, label="Passages")
-                mode = gr.Radio(list(MODES), value="hybrid", label="Retrieval")
-                answerer = gr.Radio(answerers, value=service.rag.config.answerer if service.llm_configured
-                                    else "extractive", label="Answerer")  # fmt: skip
-            with gr.Row():
-                since = gr.Textbox(label="From date (YYYY[-MM[-DD]])", placeholder="any")
-                until = gr.Textbox(label="Until date", placeholder="any")
-        with gr.Accordion("Add documents", open=False):
-            files = gr.File(label="Files (.txt .md .html .pdf .jsonl)", file_count="multiple", elem_id="upload")
-            index_button = gr.Button("Index these files", elem_id="index-files")
-            report = gr.Markdown(elem_id="upload-report")
+                    rename = gr.Button("Rename", size="sm")
+                    delete = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-conversation")
+                with gr.Row():
+                    export_md = gr.DownloadButton("Markdown", size="sm", elem_id="export-md")
+                    export_json = gr.DownloadButton("JSON", size="sm", elem_id="export-json")
+        # Beside the chat on a wide screen; a drawer on a phone (the page's script closes both
+        # sidebars there at first, so the chat gets the whole width).
+        with gr.Sidebar(label="Sources", position="right", open=True, width="34%", elem_id="sources-panel"):
+            gr.Markdown("### Sources")
+            sources = gr.HTML("<p>Cited passages appear here, the cited words highlighted.</p>", elem_id="sources")
+        gr.Markdown("## Ask your articles\nAnswers quote the documents and show the exact words they rest on.")
+        with gr.Row():
+            collection = gr.Dropdown(names, value=first, label="Collection", visible=len(names) > 1, scale=1)
+            facts = gr.Markdown(service.facts(first), elem_id="facts")
+        with gr.Tabs(selected="chat") as tabs:
+            with gr.Tab("Chat", id="chat"):
+                with gr.Column():
+                    chat = gr.Chatbot(
+                        label="Chat", height=520, elem_id="chat", sanitize_html=True, buttons=[],
+                        placeholder="Ask about your documents. Each answer quotes its source; [1] opens it.",
+                    )  # fmt: skip
+                    with gr.Row(elem_id="question-row"):
+                        question = gr.Textbox(placeholder="Ask a question about your documents",
+                                              show_label=False, scale=5, elem_id="question")  # fmt: skip
+                        send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask", min_width=80)
+                        stop = gr.Button("Stop", scale=1, elem_id="stop", min_width=80)
+                    examples = gr.Examples([[q] for q in service.examples(first)] or [["What is this about?"]],
+                                           inputs=[question], label="Try")  # fmt: skip
+                with gr.Accordion("Settings", open=False):
+                    with gr.Row():
+                        k = gr.Slider(1, 10, value=config.answer_passages, step=1, label="Passages")
+                        mode = gr.Radio(list(MODES), value="hybrid", label="Retrieval")
+                        answerer = gr.Radio(answerers, value=config.answerer if service.llm_configured
+                                            else "extractive", label="Answerer")  # fmt: skip
+                    with gr.Row():
+                        since = gr.Textbox(label="From date (YYYY[-MM[-DD]])", placeholder="any", elem_id="since")
+                        until = gr.Textbox(label="Until date", placeholder="any", elem_id="until")
+            with gr.Tab("Documents", id="documents"):
+                with gr.Row():
+                    find_title = gr.Textbox(label="Title contains", scale=2)
+                    find_source = gr.Textbox(label="Source contains", scale=2)
+                    find_since = gr.Textbox(label="From date", placeholder="any", scale=1)
+                    find_until = gr.Textbox(label="Until date", placeholder="any", scale=1)
+                table = gr.Dataframe(
+                    value=service.library(first), headers=["Title", "Date", "Source", "Chunks", "Indexed", "Id"],
+                    interactive=False, wrap=True, elem_id="library", max_height=320,
+                )  # fmt: skip
+                selected = gr.State("")
+                with gr.Row():
+                    reindex = gr.Button("Read its file again", size="sm", elem_id="reindex")
+                    remove = gr.Button("Delete document…", size="sm", elem_id="delete-document")
+                    confirm = gr.Button("Yes, delete it", size="sm", variant="stop", visible=False, elem_id="confirm")
+                library_note = gr.Markdown(elem_id="library-note")
+                reader = gr.HTML("<p>Choose a document to read it.</p>", elem_id="reader")
+                with gr.Accordion("Add documents", open=False, elem_id="add-documents"):
+                    files = gr.File(label="Files (.txt .md .html .pdf .jsonl)", file_count="multiple",
+                                    elem_id="upload", file_types=sorted(SUPPORTED))  # fmt: skip
+                    index_button = gr.Button("Index these files", elem_id="index-files")
+                    report = gr.Markdown(elem_id="upload-report")
+        target = gr.Textbox(visible=True, elem_classes=["rag-hidden"])
+        open_button = gr.Button("open", elem_id="rag-open-button", elem_classes=["rag-hidden"])
 
-        inputs = [question, chat, k, mode, since, until, answerer, turns]
-        outputs = [chat, sources, turns, question]
-        question.submit(service.respond, inputs, outputs, api_visibility="private")
-        send.click(service.respond, inputs, outputs, api_visibility="private")
-        clear.click(lambda: ([], "", []), None, [chat, sources, turns], api_visibility="private")
+        # --- chat -------------------------------------------------------------------------
+        def respond(message: str, history: list[dict[str, Any]], name: str, key: str, k_: float, mode_: str,
+                    since_: str, until_: str, answerer_: str, request: gr.Request) -> Any:  # fmt: skip
+            if not message.strip():
+                gr.Warning("Type a question first.")
+                yield history, gr.skip(), key, "", gr.skip()
+                return
+            for chat_, sources_, key_ in service.respond(message, history, name, key, _user(request), k_, mode_,
+                                                         since_, until_, answerer_):  # fmt: skip
+                yield chat_, sources_ or gr.skip(), key_, "", gr.skip()
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), conversation_list(request, key_)
 
-        tracker = gr.Progress(track_tqdm=True)  # shows the indexer's own progress bar
+        def conversation_list(request: gr.Request, value: str | None = None) -> Any:
+            return gr.update(choices=service.conversation_choices(_user(request)), value=value or None)
 
-        def index_files(paths: list[str] | None, progress: gr.Progress = tracker) -> tuple[str, str]:
-            return service.upload(paths, progress)
+        inputs = [question, chat, collection, conversation, k, mode, since, until, answerer]
+        outputs = [chat, sources, conversation, question, saved]
+        asked = [question.submit(respond, inputs, outputs, api_visibility="private"),
+                 send.click(respond, inputs, outputs, api_visibility="private")]  # fmt: skip
+        stop.click(None, None, None, cancels=asked)  # type: ignore[arg-type]
 
-        index_button.click(index_files, [files], [report, facts], api_name="upload")
+        def start_new(request: gr.Request) -> Any:
+            return [], "", "", conversation_list(request)
+
+        new.click(start_new, None, [chat, sources, conversation, saved], api_visibility="private")
+
+        def reopen(key: str, request: gr.Request) -> Any:
+            if not key:
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            try:
+                messages, sources_html, name = service.open_conversation(key, _user(request))
+            except (KeyError, ValueError):
+                return [], "", "", gr.skip(), conversation_list(request)
+            return messages, sources_html, key, name, gr.skip()
+
+        saved.input(reopen, [saved], [chat, sources, conversation, collection, saved], api_visibility="private")
+
+        def on_load(key: str, request: gr.Request) -> Any:
+            """After a reload or a restart: the list, and the conversation that was open."""
+            chat_, sources_, key_, name, _ = reopen(key, request) if key else ([], "", "", first, None)
+            return (chat_ if key else [], sources_ if key else gr.skip(), key_ if key else "",
+                    name if key else gr.skip(), conversation_list(request, key_ if key else None))  # fmt: skip
+
+        app.load(on_load, [conversation], [chat, sources, conversation, collection, saved], api_visibility="private")
+
+        def rename_current(key: str, new_title: str, request: gr.Request) -> Any:
+            service.rename_conversation(key, _user(request), new_title)
+            return conversation_list(request, key), ""
+
+        rename.click(rename_current, [conversation, title], [saved, title], api_visibility="private")
+
+        def delete_current(key: str, request: gr.Request) -> Any:
+            service.delete_conversation(key, _user(request))
+            return [], "", "", conversation_list(request)
+
+        delete.click(delete_current, [conversation], [chat, sources, conversation, saved], api_visibility="private")
+
+        def exporter(kind: str) -> Any:
+            def export(key: str, request: gr.Request) -> Any:
+                return service.export(key, _user(request), kind, EXPORTS / _user(request))
+
+            return export
+
+        export_md.click(exporter("md"), [conversation], [export_md], api_visibility="private")
+        export_json.click(exporter("json"), [conversation], [export_json], api_visibility="private")
+
+        # --- documents ----------------------------------------------------------------------
+        filters = [collection, find_title, find_since, find_until, find_source]
+
+        def refresh(name: str, title_: str, since_: str, until_: str, source_: str) -> Any:
+            try:
+                return service.library(name, title_, since_, until_, source_), ""
+            except Exception as exc:  # a bad date: say so beside the filters
+                return gr.skip(), f"*{exc}*"
+
+        for box in (find_title, find_source, find_since, find_until):
+            box.change(refresh, filters, [table, library_note], api_visibility="private")
+
+        def choose(rows: Any, name: str, event: gr.SelectData) -> Any:
+            row = event.row_value if event.row_value else None
+            doc_id = str(row[5]) if row else ""
+            return doc_id, service.read(name, doc_id), gr.update(visible=False), ""
+
+        table.select(choose, [table, collection], [selected, reader, confirm, library_note], api_visibility="private")
+        remove.click(lambda doc: (gr.update(visible=bool(doc)), "" if doc else "Choose a document first."),
+                     [selected], [confirm, library_note], api_visibility="private")  # fmt: skip
+
+        def delete_document(doc_id: str, *filter_values: str) -> Any:
+            note = service.delete_document(filter_values[0], doc_id)
+            return (service.library(*filter_values), note, gr.update(visible=False), "",
+                    "<p>Choose a document to read it.</p>", service.facts(filter_values[0]))  # fmt: skip
+
+        confirm.click(delete_document, [selected, *filters], [table, library_note, confirm, selected, reader, facts],
+                      api_visibility="private")  # fmt: skip
+        reindex.click(lambda doc, name: service.reindex_document(name, doc), [selected, collection], [library_note],
+                      api_visibility="private")  # fmt: skip
+
+        def open_target(target_: str, name: str) -> Any:
+            return service.read(name, target_), gr.Tabs(selected="documents")
+
+        take_target = "(t, c) => [window.__ragTarget || '', c]"
+        open_button.click(open_target, [target, collection], [reader, tabs], js=take_target,
+                          api_visibility="private").then(None, js=SCROLL_TO_SPAN)  # fmt: skip
+
+        tracker = gr.Progress(track_tqdm=True)  # shows the indexer's own progress bars
+
+        def index_files(paths: list[str] | None, name: str, progress: gr.Progress = tracker) -> Any:
+            note = service.upload(paths, name)
+            return note, service.facts(name), service.library(name), None
+
+        # Also the /upload API: files (and a collection), the report and the facts first.
+        index_button.click(index_files, [files, collection], [report, facts, table, files], api_name="upload")
+
+        def switch(name: str) -> Any:
+            return service.facts(name), service.library(name), [], "", ""
+
+        collection.input(switch, [collection], [facts, table, chat, sources, conversation], api_visibility="private")
+        # "loading the model…" until the warm-up is done
+        timer = gr.Timer(1.0)
+        timer.tick(lambda name: (service.facts(name), gr.Timer(active=not service.ready.is_set())), [collection],
+                   [facts, timer], api_visibility="private")  # fmt: skip
+        del examples
         gr.api(service.ask, api_name="ask")  # type: ignore[attr-defined]
     blocks: gr.Blocks = app
     return blocks
@@ -232,34 +247,37 @@ def _repair_vectors(rag: RAG) -> None:
         writer.repair_vectors(deep=False)  # the stamp only: reading a big file twice at start costs memory
 
 
-def serve(config: Config, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None) -> None:
+def serve(
+    configs: dict[str, Config], host: str = "127.0.0.1", port: int = 7860, auth: "tuple[str, str] | None" = None
+) -> None:
     """The web chat at ``/`` and the OpenAI-compatible API at ``/v1``, one server, one login."""
     import gradio as gr
     import uvicorn
     from fastapi import FastAPI
 
-    from ui.openai_api import OpenAIEndpoint, add_routes, model_name
+    from ui.openai_api import OpenAIEndpoint, add_routes
 
-    rag = RAG.open(config=config)
-    # A vector file left out of step by a killed `rag index` is saved again once the write
-    # lock is free; until then searches bring the in-memory copy in step by themselves.
-    threading.Thread(target=_repair_vectors, args=(rag,), name="rag-repair", daemon=True).start()
-    # Load the model now, not on the first question (7 s or more here).
-    threading.Thread(target=rag.warm_up, name="rag-warm-up", daemon=True).start()
-    service = ChatService(rag)
+    service = ChatService(configs)
+    for collection in service.collections.values():
+        if collection.rag is not None:
+            # A vector file left out of step by a killed `rag index` is saved again once the
+            # write lock is free; until then searches bring the in-memory copy in step.
+            threading.Thread(target=_repair_vectors, args=(collection.rag,), daemon=True).start()
+    threading.Thread(target=service.warm_up, name="rag-warm-up", daemon=True).start()
     app = build_app(service)
     # Twenty people asking at once should not wait in one line: answers share the index and
     # run side by side; an upload indexes through its own handle and blocks none of them.
     app.queue(default_concurrency_limit=16)
     # Bounded, so memory stays flat however many visitors come and go (it grew by about 60 KB
     # per new session without a bound).
-    app.state_session_capacity = config.max_sessions
+    app.state_session_capacity = next(iter(configs.values())).max_sessions
     server = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    name = model_name(rag)
-    add_routes(server, OpenAIEndpoint({name: rag}, auth))
-    server = gr.mount_gradio_app(server, app, path="", auth=auth, css=CSS, show_error=True)
+    add_routes(server, OpenAIEndpoint(service, auth))
+    server = gr.mount_gradio_app(server, app, path="", auth=auth, css=CSS, head=HEAD, show_error=True,
+                                 footer_links=["api"])  # fmt: skip
     shown = f"[{host}]" if ":" in host else host
     print(f"Web chat on http://{shown}:{port}/ ; OpenAI-compatible API on http://{shown}:{port}/v1 "
-          f"(model {name!r}{', API key USER:PASSWORD' if auth else ''})", flush=True)  # fmt: skip
+          f"(models {', '.join(repr(n) for n in service.names)}{', API key USER:PASSWORD' if auth else ''})",
+          flush=True)  # fmt: skip
     # Open streams (the web chat holds one per tab) would otherwise hold up a stop forever.
     uvicorn.run(server, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)

@@ -32,6 +32,7 @@ from rag.types import Answer
 
 if TYPE_CHECKING:
     from rag.api import RAG
+    from ui.service import ChatService
 
 MAX_BODY_BYTES = 1_000_000
 MAX_MESSAGES = 200
@@ -51,16 +52,11 @@ class APIError(Exception):
         return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
 
 
-def model_name(rag: RAG) -> str:
-    """The "model" an index is served as: its folder's name (".rag" is "rag")."""
-    return rag.dir.name.lstrip(".") or "rag"
-
-
 class OpenAIEndpoint:
     """Parses requests, answers through ``RAG.ask_stream``, and shapes replies like OpenAI's."""
 
-    def __init__(self, rags: dict[str, RAG], auth: tuple[str, str] | None = None) -> None:
-        self.rags = rags
+    def __init__(self, service: ChatService, auth: tuple[str, str] | None = None) -> None:
+        self.service = service
         self.api_key = f"{auth[0]}:{auth[1]}" if auth else None
 
     def check_key(self, header: str | None) -> None:
@@ -74,7 +70,7 @@ class OpenAIEndpoint:
 
     def models(self) -> dict[str, Any]:
         created = int(time.time())
-        data = [{"id": name, "object": "model", "created": created, "owned_by": "rag"} for name in self.rags]
+        data = [{"id": name, "object": "model", "created": created, "owned_by": "rag"} for name in self.service.names]
         return {"object": "list", "data": data}
 
     def parse(self, body: bytes) -> tuple[RAG, str, list[tuple[str, str]], str, bool]:
@@ -89,12 +85,16 @@ class OpenAIEndpoint:
             raise APIError(400, "the request body must be a JSON object")
         model = request.get("model")
         if not isinstance(model, str) or not model:
-            raise APIError(400, "'model' is required: one of " + ", ".join(self.rags), param="model")
-        if model not in self.rags:
+            raise APIError(400, "'model' is required: one of " + ", ".join(self.service.names), param="model")
+        if model not in self.service.collections:
             raise APIError(
-                404, f"The model {model!r} does not exist; this server has: {', '.join(self.rags)}",
+                404, f"The model {model!r} does not exist; this server has: {', '.join(self.service.names)}",
                 param="model", code="model_not_found",
             )  # fmt: skip
+        rag = self.service.collections[model].rag
+        if rag is None:
+            raise APIError(404, f"The collection {model!r} holds no documents yet", param="model",
+                           code="model_not_found")  # fmt: skip
         messages = request.get("messages")
         if not isinstance(messages, list) or not messages:
             raise APIError(400, "'messages' is required: a non-empty list of {role, content}", param="messages")
@@ -108,7 +108,7 @@ class OpenAIEndpoint:
         except HistoryError as exc:
             raise APIError(400, str(exc), param="messages") from exc
         assert question is not None
-        return self.rags[model], model, history, question, stream
+        return rag, model, history, question, stream
 
     def answer(self, rag: RAG, history: list[tuple[str, str]], question: str) -> Iterator[str | Answer]:
         """The answer's stream; a bad question is an APIError before anything is sent."""

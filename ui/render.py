@@ -3,29 +3,45 @@ an article containing ``<script>`` shows those characters and runs nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from html import escape
+from urllib.parse import quote, unquote
 
-from rag.types import Answer, AnswerSentence, Citation, Passage
+from rag.types import Answer, AnswerSentence, AnswerSpan, Citation, Passage
+from ui.assets import CSS, HEAD
 
-CSS = """
-.rag-answer .flag { color: #9a3412; font-size: 0.9em; }
-.rag-not-found { color: #6b7280; font-style: italic; }
-.rag-sources { font-size: 0.92em; }
-.rag-source { border-left: 3px solid #d1d5db; margin: 0 0 0.9em 0; padding: 0.2em 0.7em; }
-.rag-source .meta { color: #4b5563; font-size: 0.85em; }
-.rag-source mark { background: #fde68a; padding: 0 0.1em; }
-.rag-source .n { font-weight: 600; }
-.rag-answer .rag-phrase { font-weight: 700; }
-"""
-
-# Markdown would read these in escaped text as formatting; a backslash keeps them literal.
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-!|~>])")
+__all__ = ["CSS", "HEAD", "answer_message", "document_html", "sources_html", "streaming_message"]
 
 
-def _md(text: str) -> str:
-    return _MARKDOWN.sub(r"\\\1", escape(text))
+_HEADING = re.compile(r"(^|<br>)#{1,6} ")
+
+
+def _lines(text: str, headings: bool = False) -> str:
+    """Escaped text whose line breaks show; a blank line cannot end the surrounding HTML block
+    (where the chat would start reading Markdown and show backslashes and #s literally). With
+    ``headings``, a Markdown heading's leading #s are not shown (display only: offsets keep
+    pointing into the stored text)."""
+    html = escape(text).replace("\n", "<br>")
+    return _HEADING.sub(r"\1", html) if headings else html
+
+
+def answer_key(answer: Answer) -> str:
+    """A short id for one answer, so its [n] links find its own source cards."""
+    return hashlib.sha1(f"{answer.question}\x1f{answer.text}".encode()).hexdigest()[:8]
+
+
+def _target(doc_id: str, start: int, end: int) -> str:
+    return f"{quote(doc_id, safe='')}/{start}/{end}"
+
+
+def parse_target(target: str) -> tuple[str, int, int] | None:
+    """(doc_id, start, end) from a link's target, or None if it is not one."""
+    parts = target.rsplit("/", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        return None
+    return unquote(parts[0]), int(parts[1]), int(parts[2])
 
 
 # Emphasis an LLM writes, applied after escaping, so only these tags can come out of it.
@@ -42,8 +58,17 @@ def _inline(text: str) -> str:
     return _EM.sub(r"<em>\1</em>", html)
 
 
-def _sentence_html(sentence: AnswerSentence, text_html: str) -> str:
-    markers = "".join(f"<sup>[{n}]</sup>" for n in sentence.citations)
+def _marker(key: str, citation: Citation | None, n: int) -> str:
+    """[n] as a link: to its source card (the page's script scrolls there, or opens the
+    document at the span when the card belongs to an older answer), the quote as its preview."""
+    if citation is None:
+        return f"<sup>[{n}]</sup>"
+    href = f"#rag-cite/{key}/{n}/{_target(citation.doc_id, citation.start, citation.end)}"
+    preview = escape(f"{citation.title}: “{citation.quote}”", quote=True)
+    return f'<sup><a class="rag-cite" href="{href}" title="{preview}">[{n}]</a></sup>'
+
+
+def _sentence_html(sentence: AnswerSentence, text_html: str, markers: str = "") -> str:
     flag = ""
     if not sentence.cited:
         flag = ' <span class="flag" title="no citation">⚠ uncited</span>'
@@ -53,10 +78,12 @@ def _sentence_html(sentence: AnswerSentence, text_html: str) -> str:
 
 
 def answer_message(answer: Answer) -> str:
-    """The assistant's chat message: the answer with [n] markers, the answer phrase in bold,
-    lists as lists, and visible flags."""
+    """The assistant's chat message: the answer with [n] links, the answer phrase in bold,
+    lists as lists, visible flags, and a Copy link that copies clean text with its sources."""
     if not answer.answerable:
-        return f'<span class="rag-not-found">{_md(answer.text)}</span>'
+        return f'<div class="rag-not-found">{_lines(answer.text)}</div>'
+    key = answer_key(answer)
+    by_n = {c.n: c for c in answer.citations}
     span = answer.answer_span
     blocks: list[str] = []  # paragraphs and list items, in order
     items: list[str] = []
@@ -67,7 +94,8 @@ def answer_message(answer: Answer) -> str:
             text_html = f'{escape(before)}<strong class="rag-phrase">{escape(span.text)}</strong>{escape(after)}'
         else:
             text_html = _inline(sentence.text)
-        html = _sentence_html(sentence, text_html)
+        markers = "".join(_marker(key, by_n.get(n), n) for n in sentence.citations)
+        html = _sentence_html(sentence, text_html, markers)
         if sentence.bullet:
             ordered = sentence.bullet[0].isdigit()
             items.append(html)
@@ -79,17 +107,47 @@ def answer_message(answer: Answer) -> str:
     if items:
         tag = "ol" if ordered else "ul"
         body += f"<{tag}>" + "".join(f"<li>{item}</li>" for item in items) + f"</{tag}>"
-    return f'<div class="rag-answer">{body}</div>'
+    copy = f'<span class="rag-copy-text">{escape(copy_text(answer))}</span>'
+    tools = '<div class="rag-tools"><a class="rag-copy" href="#rag-copy">Copy</a></div>'
+    return f'<div class="rag-answer">{body}{tools}{copy}</div>'
+
+
+def copy_text(answer: Answer) -> str:
+    """What Copy puts on the clipboard: the answer, then `[1] Title, date: "quote"` lines."""
+    lines = [f'[{c.n}] {c.title}, {c.date or "no date"}: "{c.quote}"' for c in answer.citations]
+    return answer.text + ("\n\n" + "\n".join(lines) if lines else "")
 
 
 def streaming_message(text: str) -> str:
-    return _md(text) + " ▌"
+    return f'<div class="rag-answer">{_lines(text)} ▌</div>'
 
 
-def _highlighted(window: str, window_start: int, citation: Citation) -> str:
+def _highlighted(window: str, window_start: int, citation: Citation, phrase: AnswerSpan | None = None) -> str:
+    """The window with the cited span marked (and the answer phrase in bold inside it)."""
     start = max(citation.start - window_start, 0)
     end = min(citation.end - window_start, len(window))
-    return escape(window[:start]) + f"<mark>{escape(window[start:end])}</mark>" + escape(window[end:])
+    inside = escape(window[start:end])
+    if phrase is not None and citation.start <= phrase.start and phrase.end <= citation.end:
+        a, b = phrase.start - window_start, phrase.end - window_start
+        inside = (f'{escape(window[start:a])}<strong class="rag-phrase">{escape(window[a:b])}</strong>'
+                  f"{escape(window[b:end])}")  # fmt: skip
+    return _lines(window[:start], headings=True) + f"<mark>{inside}</mark>" + _lines(window[end:], headings=True)
+
+
+def _short_source(source: str) -> str:
+    """A URL as it is; a file path by its name (the full path means nothing to a reader)."""
+    return source if "://" in source else source.rsplit("/", 1)[-1]
+
+
+def document_html(title: str, date: str | None, source: str, text: str, span: tuple[int, int] | None) -> str:
+    """A whole document for the reader, with the cited span marked (id rag-span, scrolled into view)."""
+    head = (f'<div class="rag-reader"><h3>{escape(title)}</h3><div class="meta">{escape(date or "no date")} · '
+            f"{escape(source)}</div>")  # fmt: skip
+    if span is None:
+        return head + f'<div class="rag-text">{_lines(text, headings=True)}</div></div>'
+    start, end = span
+    before, inside, after = (_lines(part, headings=True) for part in (text[:start], text[start:end], text[end:]))
+    return head + f'<div class="rag-text">{before}<mark id="rag-span">{inside}</mark>{after}</div></div>'
 
 
 def sources_html(answer: Answer, document_text: Callable[[str], str]) -> str:
@@ -104,6 +162,7 @@ def sources_html(answer: Answer, document_text: Callable[[str], str]) -> str:
             '<div class="rag-sources"><p class="rag-not-found">Not in the documents. '
             f"The closest passages were:</p>{items}</div>"
         )
+    key = answer_key(answer)
     blocks = []
     for c in answer.citations:
         passage = _containing(answer.passages, c)
@@ -113,10 +172,12 @@ def sources_html(answer: Answer, document_text: Callable[[str], str]) -> str:
             text = document_text(c.doc_id)
             window_start = max(0, c.start - 300)
             window = text[window_start : c.end + 300]
+        phrase = answer.answer_span if answer.answer_span and answer.answer_span.citation == c.n else None
+        open_link = f'<a class="rag-open" href="#rag-open/{_target(c.doc_id, c.start, c.end)}">Open in document</a>'
         blocks.append(
-            f'<div class="rag-source" id="source-{c.n}"><div class="meta"><span class="n">[{c.n}]</span> '
-            f"{escape(c.title)} · {escape(c.date or 'no date')} · {escape(c.source)} · chars {c.start}–{c.end} · "
-            f"support {c.score:.2f}</div>{_highlighted(window, window_start, c)}</div>"
+            f'<div class="rag-source" id="source-{key}-{c.n}"><div class="meta"><span class="n">[{c.n}]</span> '
+            f"{escape(c.title)} · {escape(c.date or 'no date')} · {escape(_short_source(c.source))} · "
+            f"{open_link}</div>{_highlighted(window, window_start, c, phrase)}</div>"
         )
     return '<div class="rag-sources">' + "".join(blocks) + "</div>"
 

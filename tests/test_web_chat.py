@@ -1,0 +1,222 @@
+"""The web chat as a person uses it, in headless Chromium against a real `rag serve` with the
+real model: clean answers, clickable citations and the reader, saved conversations across a
+reload and a restart, the document library, uploads (a refused .docx, an empty start), and the
+screenshots in docs/ (desktop, mobile, dark)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rag import RAG
+from tests.conftest import REPO, free_port, start_server, wait_for_http, write
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+ENV = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+
+
+class Served:
+    """A `rag serve` that can be stopped and started again on the same port."""
+
+    def __init__(self, index_dir: Path, log_dir: Path) -> None:
+        self.index_dir, self.log_dir = index_dir, log_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.proc: Any = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = self.log_dir / f"serve-{self.starts}.log"
+        self.proc = start_server([sys.executable, "-m", "rag.cli", "serve", "--index-dir", str(self.index_dir),
+                                  "--port", str(self.port)], log, ENV)  # fmt: skip
+        wait_for_http(self.url, self.proc, "rag serve", log)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("web")
+    shutil.copytree(REPO / "examples" / "news", root / "news")
+    with RAG.open(root / "index") as rag:
+        rag.index([root / "news"], progress=False)
+    server = Served(root / "index", root)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        yield launched
+        launched.close()
+
+
+def ask(page: Any, question: str) -> None:
+    page.fill("#question textarea", question)
+    page.click("#ask")
+
+
+def answered(page: Any, words: str) -> None:
+    page.wait_for_function(f"document.querySelector('#chat')?.innerText.includes({words!r})", timeout=90_000)
+
+
+def test_answers_render_cleanly_and_citations_open_the_reader_at_the_span(served: Served, browser: Any) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(served.url)
+    page.wait_for_selector("#question textarea")
+    ask(page, "Which agency said the tiger mosquito lives in 13 European countries?")
+    answered(page, "(ECDC)")
+    chat = page.inner_text("#chat")
+    assert "\\" not in chat and "Control (ECDC)" in chat  # no literal Markdown escapes
+    ask(page, "What is the budget of Project Zephyr?")
+    answered(page, "do not contain the answer")
+    assert "\\" not in page.inner_text("#chat")
+
+    ask(page, "What rate did the Fed keep?")
+    answered(page, "3.75%")
+    page.wait_for_selector("#sources mark")
+    # [1] carries a preview and scrolls to (and flashes) its source card.
+    cite = page.locator("#chat a.rag-cite").last
+    assert "Fed holds rates steady" in (cite.get_attribute("title") or "")
+    cite.click()
+    page.wait_for_selector("#sources .rag-source.rag-flash", timeout=5_000)
+    # "Open in document" shows the whole article with the cited words marked and in view.
+    page.click("#sources a.rag-open")
+    span = page.wait_for_selector("#reader mark#rag-span", timeout=30_000)
+    assert span.inner_text() == "The U.S. Federal Reserve kept its benchmark rate at 3.75% on Wednesday."
+    page.wait_for_timeout(800)
+    assert page.evaluate("(() => { const r = document.getElementById('rag-span').getBoundingClientRect();"
+                         " return r.top >= 0 && r.bottom <= window.innerHeight; })()")  # fmt: skip
+    assert "# Fed" not in page.inner_text("#reader")  # a heading's #s are not shown
+
+
+def test_a_conversation_survives_a_reload_and_a_server_restart(served: Served, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(served.url)
+    page.wait_for_selector("#question textarea")
+    ask(page, "How much will the Riverside bridge repairs cost?")
+    answered(page, "14.2 million euros")
+    ask(page, "Who will pay for two thirds of them?")
+    answered(page, "regional government")
+    page.reload()
+    answered(page, "regional government")
+    assert "14.2 million euros" in page.inner_text("#chat")
+    assert "How much will the Riverside bridge repairs cost?" in page.inner_text("#saved")
+
+    served.stop()
+    served.start()
+    page.reload()
+    answered(page, "regional government")
+    page.wait_for_selector("#sources mark")  # its sources come back too
+    # A new conversation, then the saved one reopened from the list.
+    page.click("#new-conversation")
+    page.wait_for_function("!document.querySelector('#chat')?.innerText.includes('regional government')")
+    page.get_by_text("How much will the Riverside bridge repairs cost?").first.click()
+    answered(page, "regional government")
+    context.close()
+
+
+def test_the_library_lists_filters_reads_and_deletes_documents(served: Served, browser: Any) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(served.url)
+    page.get_by_role("tab", name="Documents").click()
+    page.wait_for_selector("#library")
+    assert "Orbit Systems delays satellite launch" in page.inner_text("#library")
+    page.get_by_label("Title contains").fill("dengue")
+    page.wait_for_function("!document.querySelector('#library').innerText.includes('Orbit Systems')")
+    page.locator("#library :text('Dengue cases rise in southern Europe') >> visible=true").first.click()
+    page.wait_for_function("document.querySelector('#reader').innerText.includes('412 locally acquired')")
+    page.click("#delete-document")
+    page.click("#confirm")
+    page.wait_for_function("document.querySelector('#library-note').innerText.includes('Deleted 1 document')")
+    assert "Dengue" not in page.inner_text("#library")
+    with RAG.open(served.index_dir, read_only=True) as rag:
+        assert rag.documents(title="dengue")[0] == 0
+
+
+def test_an_empty_start_then_upload_then_ask_and_a_refused_docx(browser: Any, tmp_path: Path) -> None:
+    empty = Served(tmp_path / "new-index", tmp_path)
+    empty.start()
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(empty.url)
+        page.wait_for_selector("#question textarea")
+        assert "upload documents to create it" in page.inner_text("#facts")
+        ask(page, "Anything?")
+        answered(page, "No documents yet")
+        assert not (tmp_path / "new-index" / "store.sqlite").exists()
+
+        page.get_by_role("tab", name="Documents").click()
+        page.click("#add-documents")
+        docx = write(tmp_path / "report.docx", "PK not really a word file")
+        page.set_input_files("#upload input[type=file]", str(docx))
+        page.wait_for_timeout(1500)
+        if page.locator("#index-files").is_visible():
+            page.click("#index-files")
+        said = "document.body.innerText.includes('report.docx')"
+        refused = "document.body.innerText.toLowerCase().includes('invalid file type')"
+        page.wait_for_function(f"{said} || {refused}", timeout=30_000)
+        uploads = tmp_path / "new-index" / "uploads"
+        assert not uploads.exists() or not any(p.suffix == ".docx" for p in uploads.iterdir())
+
+        note = write(tmp_path / "harbour.md", "# Harbour news\n\nCaptain Okonkwo painted her submarine tangerine.")
+        page.goto(empty.url)
+        page.get_by_role("tab", name="Documents").click()
+        page.click("#add-documents")
+        page.set_input_files("#upload input[type=file]", str(note))
+        page.wait_for_timeout(1000)
+        page.click("#index-files")
+        page.wait_for_function("document.querySelector('#upload-report').innerText.includes('1 added')",
+                               timeout=120_000)  # fmt: skip
+        page.get_by_role("tab", name="Chat").click()
+        ask(page, "What colour is Captain Okonkwo's submarine?")
+        answered(page, "tangerine")
+    finally:
+        empty.stop()
+
+
+@pytest.mark.parametrize(
+    ("name", "viewport", "scheme"),
+    [("chat.png", (1280, 860), "light"), ("chat-mobile.png", (400, 820), "light"),
+     ("chat-dark.png", (1280, 860), "dark")],
+)  # fmt: skip
+def test_screenshots(served: Served, browser: Any, name: str, viewport: tuple[int, int], scheme: str) -> None:
+    """The screenshots in docs/ come from here (copied from test-artifacts/ when they change)."""
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=scheme)
+    page.goto(served.url + ("?__theme=dark" if scheme == "dark" else ""))
+    page.wait_for_selector("#question textarea")
+    ask(page, "What rate did the Fed keep?")
+    answered(page, "3.75%")
+    if viewport[0] >= 700:
+        page.wait_for_selector("#sources mark")
+    else:  # the chat takes the screen; sources wait in their drawer
+        assert page.evaluate("document.querySelector('#sources-panel.open') === null")
+    page.wait_for_timeout(1000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=viewport[0] < 700)
+    assert (ARTIFACTS / name).stat().st_size > 10_000
+    if scheme == "dark":  # the highlight keeps light text on a dark amber
+        colour = page.evaluate("getComputedStyle(document.querySelector('#sources mark')).color")
+        assert colour == "rgb(255, 251, 235)"

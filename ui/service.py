@@ -1,0 +1,375 @@
+"""What the web chat's events call: answering, saved conversations, the document library and
+uploads, over one or more collections (index folders). No Gradio here, so it can be tested
+and read on its own; ``ui/app.py`` lays out the page and wires events to these methods.
+
+A collection whose folder holds no index yet has no ``RAG`` until its first upload creates one.
+Uploads, deletions and reindexing write through a second handle (``RAG.fork``), so questions
+never wait for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from rag.answering.backends import LLMError
+from rag.api import RAG, UPLOADS, NoIndexError
+from rag.config import Config
+from rag.conversations import ConversationStore
+from rag.ingest import file_problem
+from rag.retrieval import Filters, SearchError
+from rag.transcript import Conversation, to_markdown
+from rag.types import Answer
+from rag.wording import counted, noun_for
+from ui.render import answer_message, document_html, parse_target, sources_html, streaming_message
+
+Message = dict[str, Any]
+NO_DOCUMENTS = "No documents yet. Add some in the Documents tab, then ask."
+
+
+@dataclass
+class Collection:
+    name: str
+    config: Config
+    rag: RAG | None = None
+    creating: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def conversations(self) -> ConversationStore | None:
+        return ConversationStore(self.rag.store.path) if self.rag else None
+
+
+def collection_name(folder: Path) -> str:
+    """The name an index folder is served under: its folder's name (".rag" is "rag")."""
+    return folder.name.lstrip(".") or "rag"
+
+
+def question_html(text: str) -> str:
+    """A question as the chat shows it: text, never Markdown or HTML. An image written as
+    Markdown would otherwise make every browser showing the chat fetch it."""
+    return '<div class="rag-question">' + escape(text).replace("\n", "<br>") + "</div>"
+
+
+def turn_messages(turns: tuple[dict[str, Any], ...]) -> list[Message]:
+    """A saved conversation as chat messages."""
+    messages: list[Message] = []
+    for turn in turns:
+        messages.append({"role": "user", "content": question_html(turn["question"])})
+        messages.append({"role": "assistant", "content": answer_message(Answer.from_json(turn))})
+    return messages
+
+
+class ChatService:
+    """Safe to call from Gradio's worker threads."""
+
+    def __init__(self, configs: dict[str, Config], opened: dict[str, RAG] | None = None) -> None:
+        self.collections: dict[str, Collection] = {}
+        for name, config in configs.items():
+            collection = Collection(name, config, (opened or {}).get(name))
+            if collection.rag is None:
+                with contextlib.suppress(NoIndexError):  # created by the first upload
+                    collection.rag = RAG.open(config=config, create=False)
+            self.collections[name] = collection
+        first = next(iter(self.collections.values()))
+        self.llm_configured = bool(first.config.llm_base_url or first.config.llm_gguf)
+        self.ready = threading.Event()
+
+    @classmethod
+    def for_rag(cls, rag: RAG, name: str = "rag") -> ChatService:
+        """A service over one index that is already open."""
+        return cls({name: rag.config}, {name: rag})
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.collections)
+
+    def warm_up(self) -> None:
+        """Load the model before the first question (7 s or more on a small machine)."""
+        try:
+            for collection in self.collections.values():
+                if collection.rag is not None and not collection.rag.store.is_empty():
+                    collection.rag.warm_up()
+        finally:
+            self.ready.set()
+
+    def facts(self, name: str) -> str:
+        collection = self.collections[name]
+        if collection.rag is None:
+            return f"No index in `{escape(str(collection.config.index_dir))}` yet: upload documents to create it."
+        counts = collection.rag.store.counts()
+        state = "" if self.ready.is_set() else " · loading the model…"
+        return (
+            f"**{counts['documents']}** {noun_for(counts['documents'], 'document')} · "
+            f"**{counts['chunks']}** {noun_for(counts['chunks'], 'chunk')} · "
+            f"model `{collection.rag.settings.model}`{state}"
+        )
+
+    def examples(self, name: str) -> list[str]:
+        """Questions to start from: one about each of the newest documents' titles."""
+        rag = self.collections[name].rag
+        if rag is None:
+            return []
+        _, docs = rag.documents(limit=3)
+        return [f"What does “{d.title}” report?" for d in docs]
+
+    # --- answering -----------------------------------------------------------------------
+
+    def respond(
+        self, message: str, chat: list[Message], name: str, conversation: str, user: str,
+        k: float, mode: str, since: str, until: str, answerer: str,
+    ) -> Iterator[tuple[list[Message], str, str]]:  # fmt: skip
+        """Stream one answer into the chat and save the turn; yields (chat, sources, conversation key)."""
+        collection = self.collections[name]
+        chat = [*chat, {"role": "user", "content": question_html(message)}, {"role": "assistant", "content": "…"}]
+        yield chat, "", conversation  # the question shows at once
+        rag = collection.rag
+        if rag is None or rag.store.is_empty():
+            chat[-1]["content"] = f'<div class="rag-not-found">{escape(NO_DOCUMENTS)}</div>'
+            yield chat, "", conversation
+            return
+        store = collection.conversations
+        assert store is not None
+        history = store.load(user, _id(conversation)).history if conversation else []
+        try:
+            filters = Filters.parse(since, until)
+            if (filters.since or filters.until) and rag.documents(filters, limit=1)[0] == 0:
+                window = f"from {filters.since or 'any date'} to {filters.until or 'any date'}"
+                raise SearchError(f"No documents are dated {window}; widen the dates in Settings.")
+            written = ""
+            for event in rag.ask_stream(message, history=history, answerer=answerer, filters=filters, mode=mode,
+                                        k=int(k)):  # fmt: skip
+                if isinstance(event, Answer):
+                    chat[-1]["content"] = answer_message(event)
+                    if not conversation:
+                        conversation = f"{name}:{store.create(user, message)}"
+                    store.add_turn(user, _id(conversation), event.to_json())
+                    yield chat, sources_html(event, lambda doc_id: rag.document(doc_id).text), conversation
+                else:
+                    written += event
+                    chat[-1]["content"] = streaming_message(written)
+                    yield chat, "", conversation
+        except (SearchError, LLMError) as exc:
+            # A bad filter or an unreachable LLM: say what happened in the chat, keep the page.
+            chat[-1]["content"] = f'<div class="rag-not-found">{escape(str(exc))}</div>'
+            yield chat, "", conversation
+
+    def ask(
+        self, question: str, k: int = 5, mode: str = "hybrid", since: str = "", until: str = "",
+        answerer: str = "extractive", history: list[list[str]] | None = None, collection: str = "",
+    ) -> dict[str, Any]:  # fmt: skip
+        """The API endpoint: one question (earlier [question, answer] pairs as ``history``), the
+        answer as the same JSON as `rag ask --json`."""
+        rag = self.collections[collection or self.names[0]].rag
+        if rag is None:
+            raise SearchError(NO_DOCUMENTS)
+        pairs = [(str(q), str(a)) for q, a in history or []]
+        answer = rag.ask(question, history=pairs, answerer=answerer, filters=Filters.parse(since, until), mode=mode,
+                         k=int(k))  # fmt: skip
+        return answer.to_json()
+
+    # --- saved conversations -------------------------------------------------------------
+
+    def conversation_choices(self, user: str) -> list[tuple[str, str]]:
+        """(label, key) of the user's conversations, most recent first, across collections."""
+        found = []
+        for name, collection in self.collections.items():
+            store = collection.conversations
+            for saved in store.list(user) if store else []:
+                when = saved.updated_at[5:16].replace("T", " ")  # MM-DD HH:MM (UTC): tells apart like titles
+                label = f"{saved.title} · {when}" if len(self.collections) == 1 else f"[{name}] {saved.title} · {when}"
+                found.append((saved.updated_at, label, f"{name}:{saved.id}"))
+        return [(label, key) for _, label, key in sorted(found, reverse=True)]
+
+    def open_conversation(self, key: str, user: str) -> tuple[list[Message], str, str]:
+        """(chat messages, sources of the last answer, collection name) of a saved conversation."""
+        name, conversation = self._load(key, user)
+        turns = conversation.turns
+        if not turns:
+            return [], "", name
+        rag = self.collections[name].rag
+        assert rag is not None
+        last = Answer.from_json(turns[-1])
+        return turn_messages(turns), sources_html(last, lambda doc_id: _text_or_empty(rag, doc_id)), name
+
+    def rename_conversation(self, key: str, user: str, title: str) -> None:
+        if key and title.strip():
+            name, _ = key.split(":", 1)
+            store = self.collections[name].conversations
+            if store:
+                store.rename(user, _id(key), title)
+
+    def delete_conversation(self, key: str, user: str) -> None:
+        if key:
+            store = self.collections[key.split(":", 1)[0]].conversations
+            if store:
+                store.delete(user, _id(key))
+
+    def export(self, key: str, user: str, kind: str, folder: Path) -> Path | None:
+        """The conversation as a Markdown or JSON file in ``folder``, for download."""
+        if not key:
+            return None
+        import json
+
+        _, conversation = self._load(key, user)
+        title = conversation.turns[0]["question"] if conversation.turns else "conversation"
+        stem = re.sub(r"[^\w-]+", "-", title)[:40].strip("-") or "conversation"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{stem}.{'md' if kind == 'md' else 'json'}"
+        if kind == "md":
+            path.write_text(to_markdown(conversation, title), encoding="utf-8")
+        else:
+            path.write_text(json.dumps(conversation.to_json(), ensure_ascii=False, indent=1), encoding="utf-8")
+        return path
+
+    def _load(self, key: str, user: str) -> tuple[str, Conversation]:
+        name, _ = key.split(":", 1)
+        store = self.collections[name].conversations
+        return name, store.load(user, _id(key)) if store else Conversation(())
+
+    # --- the document library ------------------------------------------------------------
+
+    def library(
+        self, name: str, title: str = "", since: str = "", until: str = "", source: str = ""
+    ) -> list[list[Any]]:
+        """Rows of the document table: title, date, source, chunks, indexed at, id."""
+        rag = self.collections[name].rag
+        if rag is None:
+            return []
+        filters = Filters.parse(since, until, (), [source] if source.strip() else [])
+        _, docs = rag.documents(filters, title.strip() or None, limit=1000)
+        return [[d.title, d.date or "", d.source.rsplit("/", 1)[-1], d.chunks, d.indexed_at[:16].replace("T", " "),
+                 d.id] for d in docs]  # fmt: skip
+
+    def read(self, name: str, target: str) -> str:
+        """The reader's HTML for "DOC_ID" or a link target "DOC_ID/START/END" (the span marked)."""
+        rag = self.collections[name].rag
+        if rag is None or not target:
+            return ""
+        parsed = parse_target(target)
+        doc_id, span = (parsed[0], (parsed[1], parsed[2])) if parsed else (target, None)
+        doc = rag.store.get_document(doc_id)
+        if doc is None:
+            return '<p class="rag-not-found">That document is no longer in the index.</p>'
+        if span is not None and not 0 <= span[0] <= span[1] <= len(doc.text):
+            span = None
+        return document_html(doc.title, doc.date, doc.source, doc.text, span)
+
+    def delete_document(self, name: str, doc_id: str) -> str:
+        rag = self.collections[name].rag
+        if rag is None or not doc_id:
+            return "Choose a document first."
+        with rag.fork() as writer:
+            removed = writer.remove(doc_id)
+        return f"Deleted {counted(len(removed), 'document')}."
+
+    def reindex_document(self, name: str, doc_id: str) -> str:
+        rag = self.collections[name].rag
+        doc = rag.store.get_document(doc_id) if rag and doc_id else None
+        if rag is None or doc is None:
+            return "Choose a document first."
+        if not Path(doc.path).exists():
+            return f"Its file {doc.path} is gone, so it cannot be read again; delete it instead."
+        with rag.fork() as writer:
+            summary = writer.index([doc.path], progress=False)
+        return (f"Read {Path(doc.path).name} again: {summary.updated} updated, {summary.unchanged} unchanged, "
+                f"{counted(summary.embedded, 'chunk')} embedded.")  # fmt: skip
+
+    # --- uploads ---------------------------------------------------------------------------
+
+    def upload(self, files: list[str] | None, name: str = "") -> str:
+        """Check uploaded files, keep the acceptable ones beside the index under unique names,
+        and index them; returns a report. Nothing refused is written to the index folder."""
+        if not files:
+            return "Choose one or more files first."
+        collection = self.collections[name or self.names[0]]
+        config = collection.config
+        if len(files) > config.max_upload_files:
+            return (f"{len(files)} files is more than one upload takes ({config.max_upload_files}, setting "
+                    "max_upload_files); upload them in parts.")  # fmt: skip
+        total = sum(Path(file).stat().st_size for file in files)
+        if total > config.max_upload_mb * 1_000_000:
+            return (f"These files hold {total / 1e6:.1f} MB; one upload takes at most {config.max_upload_mb} MB "
+                    "(setting max_upload_mb). Upload them in parts, or index them with `rag index`.")  # fmt: skip
+        accepted: dict[str, str] = {}  # stored path -> the name the person uploaded
+        refused: list[str] = []
+        checked: list[tuple[Path, str]] = []
+        for file in files:
+            source = Path(file)
+            shown = safe_name(source.name)
+            problem = file_problem(source, config.max_file_bytes)
+            if problem:
+                refused.append(f"- `{escape(shown)}`: {escape(problem)}")
+                source.unlink(missing_ok=True)  # the web framework's copy: nothing keeps it
+            else:
+                checked.append((source, shown))
+        if not checked:
+            return "Nothing was indexed.\n\nSkipped:\n" + "\n".join(refused)
+        rag = self._rag_for_upload(collection)
+        folder = rag.dir / UPLOADS
+        folder.mkdir(parents=True, exist_ok=True)
+        for source, shown in checked:
+            data = source.read_bytes()
+            # Content in the name: two uploads called notes.txt stay two documents, and the
+            # same file uploaded twice is one.
+            target = folder / f"{Path(shown).stem}-{hashlib.sha256(data).hexdigest()[:10]}{Path(shown).suffix.lower()}"
+            target.write_bytes(data)
+            accepted[str(target)] = shown
+        with rag.fork() as writer:
+            summary = writer.index(list(accepted), progress=True)
+        lines = [
+            f"Indexed {counted(len(accepted), 'file')}: **{summary.added}** added, **{summary.updated}** updated, "
+            f"**{summary.unchanged}** unchanged; {counted(summary.embedded, 'chunk')} embedded in "
+            f"{summary.seconds:.1f} s."
+        ]
+        for skip in summary.skipped:
+            refused.append(f"- `{escape(_uploaded_name(skip.path, accepted))}`: {escape(skip.reason)}")
+        with rag.fork() as reader:
+            for path in accepted:
+                if not reader.store.document_ids_for_path(path):
+                    Path(path).unlink(missing_ok=True)  # nothing of it was indexed: do not keep it
+        if refused:
+            lines += ["\nSkipped:", *refused]
+        return "\n".join(lines)
+
+    def _rag_for_upload(self, collection: Collection) -> RAG:
+        """The collection's index, created by its first upload."""
+        with collection.creating:
+            if collection.rag is None:
+                collection.rag = RAG.open(config=collection.config)
+            return collection.rag
+
+
+def _id(key: str) -> int:
+    return int(key.split(":", 1)[1])
+
+
+def _text_or_empty(rag: RAG, doc_id: str) -> str:
+    doc = rag.store.get_document(doc_id)
+    return doc.text if doc else ""
+
+
+def _uploaded_name(path: str, accepted: dict[str, str]) -> str:
+    """The name a person uploaded, for a stored path or a JSONL line of one (path:line)."""
+    if path in accepted:
+        return accepted[path]
+    base, _, line = path.rpartition(":")
+    return f"{accepted[base]}:{line}" if base in accepted and line.isdigit() else Path(path).name
+
+
+_UNSAFE = re.compile(r"[^\w.\- ]+")
+
+
+def safe_name(name: str) -> str:
+    """A file name that is safe in any folder: no path parts, control or odd characters."""
+    stem, dot, suffix = Path(name).name.rpartition(".")
+    if not dot:
+        stem, suffix = suffix, ""
+    stem = _UNSAFE.sub("_", stem).strip(" ._")[:80] or "upload"
+    return f"{stem}.{_UNSAFE.sub('', suffix)[:10]}" if suffix else stem
