@@ -4,6 +4,7 @@ tests marked ``slow`` use the real bundled model, still fully offline."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -24,6 +25,32 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_ARTICLES = REPO / "examples" / "articles"
+NEWS = REPO / "examples" / "news"
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's headless chromium, driven by Playwright (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (make test does: apt-get install chromium)"
+    with sync_playwright() as p:
+        launched = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        yield launched
+        launched.close()
+
+
+def news_index(root: Path, name: str = "index") -> Path:
+    """examples/news copied under ``root`` and indexed with the real model into ``root / name``."""
+    shutil.copytree(NEWS, root / "news")
+    with RAG.open(root / name) as rag:
+        rag.index([root / "news"], progress=False)
+    return root / name
 
 
 @pytest.fixture(autouse=True)

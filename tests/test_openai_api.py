@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
 
-from rag import RAG
-from tests.conftest import REPO, running_serve
+from tests.conftest import news_index, running_serve
 
 pytestmark = pytest.mark.slow
 
@@ -23,11 +21,8 @@ FED = "What rate did the Fed keep?"
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("openai")
-    shutil.copytree(REPO / "examples" / "news", root / "news")
-    with RAG.open(root / "news-index") as rag:
-        rag.index([root / "news"], progress=False)
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    with running_serve(root / "news-index", root / "serve.log", env, "--auth", KEY) as served:
+    with running_serve(news_index(root, "news-index"), root / "serve.log", env, "--auth", KEY) as served:
         yield served
 
 

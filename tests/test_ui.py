@@ -22,7 +22,6 @@ from rag.types import Answer, Citation, Passage
 from tests.conftest import REPO, SAMPLE_ARTICLES, free_port, running_serve, start_server, wait_for_http, write
 from ui.render import answer_message, sources_html
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
 NAMES = ["Amara", "Bruno", "Chen", "Dalia", "Emeka", "Farah", "Goran", "Hana", "Ilya", "Jonas",
          "Kiri", "Lena", "Mateo", "Nadia", "Oren", "Priya", "Quinn", "Rosa", "Sven", "Tomas"]  # fmt: skip
@@ -168,21 +167,6 @@ def test_twenty_concurrent_users_each_get_their_own_right_answers(server: Server
 
 
 # --- a real browser ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "install Debian's chromium (make test does: apt-get install chromium)"
-    with sync_playwright() as p:
-        launched = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )  # fmt: skip
-        yield launched
-        launched.close()
 
 
 def ask_in_page(page: object, question: str) -> None:

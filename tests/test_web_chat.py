@@ -6,7 +6,6 @@ screenshots in docs/ (desktop, mobile, dark)."""
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +14,10 @@ from typing import Any
 import pytest
 
 from rag import RAG
-from tests.conftest import REPO, free_port, start_server, wait_for_http, write
+from tests.conftest import REPO, free_port, news_index, start_server, wait_for_http, write
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
 ENV = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
 
@@ -49,27 +47,10 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("web")
-    shutil.copytree(REPO / "examples" / "news", root / "news")
-    with RAG.open(root / "index") as rag:
-        rag.index([root / "news"], progress=False)
-    server = Served(root / "index", root)
+    server = Served(news_index(root), root)
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )  # fmt: skip
-        yield launched
-        launched.close()
 
 
 def ask(page: Any, question: str) -> None:
