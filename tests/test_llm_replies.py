@@ -73,6 +73,24 @@ def test_a_list_stays_a_list_and_emphasis_is_kept_for_rendering(vote: RAG) -> No
     assert lines[2].startswith("- *Turnout:* seventy percent") and lines[2].endswith("[2]")
 
 
+def test_a_table_stays_a_table_and_renders_safely(vote: RAG) -> None:
+    from ui.render import answer_message
+
+    passages = vote.search("election party turnout", k=1)
+    reply = ("Results:\n\n| Measure | Value |\n|---|---|\n| Winner | the green party with 41 percent [1.2] |\n"
+             "| Turnout | seventy <i>percent</i> [1.3] |")  # fmt: skip
+    draft = LLMAnswerer(Scripted(reply), lambda: vote.encoder).answer("Who won?", passages)
+    lines = draft.text.splitlines()
+    assert lines[1:] == ["| Measure | Value |", "| Winner | the green party with 41 percent | [1]",
+                         "| Turnout | seventy <i>percent</i> | [2]"]  # fmt: skip
+    from rag.types import Answer
+
+    answer = Answer("Who won?", "Who won?", draft.text, True, draft.sentences, draft.citations, passages, {}, "llm")
+    html = answer_message(answer)
+    assert '<table class="rag-table"><thead><tr><th>Measure</th><th>Value</th></tr></thead>' in html
+    assert '<td>seventy &lt;i&gt;percent&lt;/i&gt;<sup><a class="rag-cite"' in html
+
+
 @pytest.mark.parametrize(
     "reply",
     [

@@ -24,6 +24,9 @@ CSS = """
 .dark .rag-source .meta, .dark .rag-reader .meta { color: #9ca3af; }
 .dark .rag-source { border-left-color: #4b5563; }
 .rag-cite { text-decoration: none; font-weight: 600; }
+.rag-table { border-collapse: collapse; margin: 0.4em 0; }
+.rag-table th, .rag-table td { border: 1px solid #d1d5db; padding: 0.2em 0.5em; text-align: left; }
+.dark .rag-table th, .dark .rag-table td { border-color: #4b5563; }
 .rag-tools { margin-top: 0.4em; font-size: 0.8em; }
 .rag-copy, .rag-open { text-decoration: underline; cursor: pointer; }
 .rag-copy-text, .rag-hidden { display: none !important; }

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from html import escape
 from urllib.parse import quote, unquote
 
+from rag.answering.llm import is_table_row
 from rag.types import Answer, AnswerSentence, AnswerSpan, Citation, Passage
 from ui.assets import CSS, HEAD
 
@@ -87,8 +88,17 @@ def answer_message(answer: Answer) -> str:
     span = answer.answer_span
     blocks: list[str] = []  # paragraphs and list items, in order
     items: list[str] = []
+    rows: list[list[str]] = []  # a Markdown table's rows, cells already escaped
     ordered = False
     for sentence in answer.sentences:
+        if is_table_row(sentence.text):
+            cells = [_inline(cell.strip()) for cell in sentence.text.strip().strip("|").split("|")]
+            markers = "".join(_marker(key, by_n.get(n), n) for n in sentence.citations)
+            rows.append([*cells[:-1], cells[-1] + markers])
+            continue
+        if rows:
+            blocks.append(_table(rows))
+            rows = []
         if span is not None and span.citation in sentence.citations and span.text in sentence.text:
             before, _, after = sentence.text.partition(span.text)
             text_html = f'{escape(before)}<strong class="rag-phrase">{escape(span.text)}</strong>{escape(after)}'
@@ -103,6 +113,8 @@ def answer_message(answer: Answer) -> str:
             items[-1] += " " + html  # a second sentence of the same list item
         else:
             blocks.append(html)
+    if rows:
+        blocks.append(_table(rows))
     body = " ".join(blocks)
     if items:
         tag = "ol" if ordered else "ul"
@@ -110,6 +122,13 @@ def answer_message(answer: Answer) -> str:
     copy = f'<span class="rag-copy-text">{escape(copy_text(answer))}</span>'
     tools = '<div class="rag-tools"><a class="rag-copy" href="#rag-copy">Copy</a></div>'
     return f'<div class="rag-answer">{body}{tools}{copy}</div>'
+
+
+def _table(rows: list[list[str]]) -> str:
+    """The first row is the header (the model's "|---|" rule under it was dropped as wordless)."""
+    head = "".join(f"<th>{cell}</th>" for cell in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows[1:])
+    return f'<table class="rag-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def copy_text(answer: Answer) -> str:

@@ -83,6 +83,12 @@ def _expand(labels: str) -> list[str]:
     return out
 
 
+def is_table_row(text: str) -> bool:
+    """A Markdown table row, "| a | b |" (its "|---|" rule carries no words and is dropped)."""
+    stripped = text.strip()
+    return len(stripped) > 2 and stripped.startswith("|") and stripped.endswith("|")
+
+
 def plain(text: str) -> str:
     """Markdown emphasis and code marks taken off, for checking a sentence against its sources."""
     return _EMPHASIS.sub(r"\2", text).replace("#", "").strip()
@@ -180,11 +186,11 @@ class LLMAnswerer:
             # Nothing the model wrote is backed by what it cites: say so rather than show it.
             return Draft(NOT_IN_DOCUMENTS, False, (), (), prompt=prompt, raw_output=output)
         citations = [replace(c, score=final_scores.get(c.n, 0.0)) for c in citations]
-        # A list stays a list: each item on its own line, after its bullet.
+        # A list stays a list (each item on its own line, after its bullet), a table a table.
         parts = []
         for s in sentences:
             piece = s.text + "".join(f" [{n}]" for n in s.citations)
-            parts.append(("\n" + s.bullet if s.bullet else " ") + piece)
+            parts.append(("\n" + s.bullet if s.bullet else "\n" if is_table_row(s.text) else " ") + piece)
         answer_text = "".join(parts).strip()
         return Draft(answer_text, True, tuple(sentences), tuple(citations), prompt=prompt, raw_output=output)
 
