@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from rag import RAG, Config
 from rag.types import Answer
 from tests.conftest import article, write
@@ -41,7 +43,8 @@ def test_conversations_are_saved_per_user_reopened_renamed_exported_and_deleted(
     messages, reopened_sources, name = service.open_conversation(key, "ann")
     assert name == "idx" and len(messages) == 4 and reopened_sources == last_sources
     assert messages[1]["content"].count("apples") >= 1
-    assert service.open_conversation(key, "bob")[0] == []
+    with pytest.raises(KeyError):
+        service.open_conversation(key, "bob")
 
     service.rename_conversation(key, "ann", "  Fruit\n trees  ")
     assert service.conversation_choices("ann")[0][0].startswith("Fruit trees · ")
@@ -55,6 +58,9 @@ def test_conversations_are_saved_per_user_reopened_renamed_exported_and_deleted(
     assert "apples" in answer_message(answer)
     service.delete_conversation(key, "ann")
     assert service.conversation_choices("ann") == []
+    # A question in a conversation deleted meanwhile (another tab) starts a new one.
+    _, _, fresh = _answer(service, "What does the northern orchard grow?", "idx", key, user="ann")
+    assert fresh != key and len(service.conversation_choices("ann")) == 1
 
 
 def test_an_empty_start_an_empty_date_range_and_collections(tmp_path: Path) -> None:

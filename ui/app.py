@@ -154,9 +154,10 @@ def build_app(service: ChatService) -> "gr.Blocks":
 
         def on_load(key: str, request: gr.Request) -> Any:
             """After a reload or a restart: the list, and the conversation that was open."""
-            chat_, sources_, key_, name, _ = reopen(key, request) if key else ([], "", "", first, None)
-            return (chat_ if key else [], sources_ if key else gr.skip(), key_ if key else "",
-                    name if key else gr.skip(), conversation_list(request, key_ if key else None))  # fmt: skip
+            if not key:
+                return [], gr.skip(), "", gr.skip(), conversation_list(request)
+            chat_, sources_, key_, name, _ = reopen(key, request)
+            return chat_, sources_, key_, name, conversation_list(request, key_ or None)
 
         app.load(on_load, [conversation], [chat, sources, conversation, collection, saved], api_visibility="private")
 

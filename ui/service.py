@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -147,9 +148,13 @@ class ChatService:
                                         k=int(k)):  # fmt: skip
                 if isinstance(event, Answer):
                     chat[-1]["content"] = answer_message(event)
-                    if not conversation:
+                    try:
+                        if not conversation:
+                            raise LookupError("no conversation yet")
+                        store.add_turn(user, _id(conversation), event.to_json())
+                    except LookupError:  # the first turn, or the conversation was deleted meanwhile
                         conversation = f"{name}:{store.create(user, message)}"
-                    store.add_turn(user, _id(conversation), event.to_json())
+                        store.add_turn(user, _id(conversation), event.to_json())
                     yield chat, sources_html(event, lambda doc_id: rag.document(doc_id).text), conversation
                 else:
                     written += event
@@ -191,8 +196,8 @@ class ChatService:
         """(chat messages, sources of the last answer, collection name) of a saved conversation."""
         name, conversation = self._load(key, user)
         turns = conversation.turns
-        if not turns:
-            return [], "", name
+        if not turns:  # deleted (in another tab, say), or not this user's
+            raise KeyError(key)
         rag = self.collections[name].rag
         assert rag is not None
         last = Answer.from_json(turns[-1])
@@ -215,8 +220,6 @@ class ChatService:
         """The conversation as a Markdown or JSON file in ``folder``, for download."""
         if not key:
             return None
-        import json
-
         _, conversation = self._load(key, user)
         title = conversation.turns[0]["question"] if conversation.turns else "conversation"
         stem = re.sub(r"[^\w-]+", "-", title)[:40].strip("-") or "conversation"
