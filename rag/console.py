@@ -50,9 +50,14 @@ def print_answer(answer: Answer, out: TextIO, show_prompt: bool = False) -> None
         print(f"\n(searched for: {answer.query})", file=out)
 
 
+def citation_line(c: Citation) -> str:
+    """Which document a citation quotes, and where: "[1] Title (date) · source · chars a-b"."""
+    return f"[{c.n}] {c.title} ({c.date or 'no date'}) · {c.source} · chars {c.start}-{c.end}"
+
+
 def print_citations(citations: tuple[Citation, ...], out: TextIO) -> None:
     for c in citations:
-        print(f"[{c.n}] {c.title} ({c.date or 'no date'}) · {c.source} · chars {c.start}-{c.end}", file=out)
+        print(citation_line(c), file=out)
         print(textwrap.indent(textwrap.fill(f"“{c.quote}”", width=96), "    "), file=out)
 
 
@@ -148,7 +153,7 @@ class ChatSession:
             return
         c = citations[int(arg) - 1]
         text = self.rag.document(c.doc_id).text
-        print(f"[{c.n}] {c.title} ({c.date or 'no date'}) · {c.source} · chars {c.start}-{c.end}\n", file=self.out)
+        print(citation_line(c) + "\n", file=self.out)
         for line in span_in_context(text, c.start, c.end, self.out).split("\n"):  # paragraphs stay apart
             print(textwrap.fill(line, width=100), file=self.out)
 

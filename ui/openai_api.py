@@ -124,7 +124,8 @@ class OpenAIEndpoint:
         yield from events
 
     def completion(self, model: str, history: list[tuple[str, str]], question: str, answer: Answer) -> dict[str, Any]:
-        content = with_sources(answer.to_json())
+        data = answer.to_json()
+        content = with_sources(data)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
@@ -132,7 +133,7 @@ class OpenAIEndpoint:
             "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
             "usage": _usage(history, question, content),
-            **_extras(answer),
+            **_extras(data),
         }
 
     def chunks(self, model: str, events: Iterator[str | Answer]) -> Iterator[str]:
@@ -148,10 +149,11 @@ class OpenAIEndpoint:
         try:
             for item in events:
                 if isinstance(item, Answer):
-                    sources = with_sources(item.to_json())[len(item.text) :]
+                    data = item.to_json()
+                    sources = with_sources(data)[len(item.text) :]
                     if sources:
                         yield event({"content": sources})
-                    yield event({}, "stop", **_extras(item))
+                    yield event({}, "stop", **_extras(data))
                 elif item:
                     yield event({"content": item})
         except (SearchError, LLMError) as exc:
@@ -160,9 +162,8 @@ class OpenAIEndpoint:
         yield "data: [DONE]\n\n"
 
 
-def _extras(answer: Answer) -> dict[str, Any]:
-    """What the answer rests on, as data beside OpenAI's fields."""
-    data = answer.to_json()
+def _extras(data: dict[str, Any]) -> dict[str, Any]:
+    """What the answer (its JSON) rests on, as data beside OpenAI's fields."""
     return {key: data[key] for key in ("citations", "answer_span", "answerable", "query")}
 
 

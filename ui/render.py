@@ -91,9 +91,9 @@ def answer_message(answer: Answer) -> str:
     rows: list[list[str]] = []  # a Markdown table's rows, cells already escaped
     ordered = False
     for sentence in answer.sentences:
+        markers = "".join(_marker(key, by_n.get(n), n) for n in sentence.citations)
         if is_table_row(sentence.text):
             cells = [_inline(cell.strip()) for cell in sentence.text.strip().strip("|").split("|")]
-            markers = "".join(_marker(key, by_n.get(n), n) for n in sentence.citations)
             rows.append([*cells[:-1], cells[-1] + markers])
             continue
         if rows:
@@ -104,7 +104,6 @@ def answer_message(answer: Answer) -> str:
             text_html = f'{escape(before)}<strong class="rag-phrase">{escape(span.text)}</strong>{escape(after)}'
         else:
             text_html = _inline(sentence.text)
-        markers = "".join(_marker(key, by_n.get(n), n) for n in sentence.citations)
         html = _sentence_html(sentence, text_html, markers)
         if sentence.bullet:
             ordered = sentence.bullet[0].isdigit()
