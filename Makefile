@@ -27,6 +27,9 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_INDEX) "$(TORCH)"
 	$(BIN)/pip install --quiet -e .
+	# The default encoder runs an ONNX export of the bundled model; made once here (about 15 s,
+	# cached in ~/.cache/rag-articles/onnx) so no first question waits for it.
+	$(BIN)/python -m embeddings.onnx_export
 	touch $@
 
 # Tests also need the dev tools and the llm extra: llama-cpp-python compiles from source

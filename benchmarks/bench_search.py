@@ -52,7 +52,7 @@ def base_chunks() -> tuple[list[str], np.ndarray, list[str]]:
             rag.index_documents(qset.documents, progress=False)
             rows = rag.store.db.execute(
                 "SELECT c.text, e.vector FROM chunks c JOIN embeddings e ON e.text_hash = c.text_hash AND e.model = ?",
-                (rag.settings.model,),
+                (rag.settings.vectors_key,),
             ).fetchall()
         texts.extend(r[0] for r in rows)
         vectors.extend(np.frombuffer(r[1], dtype=np.float32) for r in rows)
@@ -97,12 +97,12 @@ def build(size: int, kind: str, folder: Path) -> None:
                 db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             db.executemany(
                 "INSERT INTO embeddings VALUES (?, ?, ?)",
-                [(settings.model, content_hash(t), v.tobytes()) for t, v in zip(chunk_texts, noisy, strict=True)],
+                [(settings.vectors_key, content_hash(t), v.tobytes()) for t, v in zip(chunk_texts, noisy, strict=True)],
             )
             db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', '1')")
         index.add(ids.astype(np.int64) + 1, noisy)
         print(f"  built {min(size, first + 50_000):,} chunks in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    index.save(folder / VECTORS_FILE, {"generation": store.generation, "model": settings.model})
+    index.save(folder / VECTORS_FILE, {"generation": store.generation, "model": settings.vectors_key})
     store.close()
 
 
@@ -134,7 +134,7 @@ def measure(folder: Path, queries: int, nprobes: list[int]) -> dict[str, object]
         ivf = rag.vectors
         flat = VectorIndex(ivf.dim, "flat")
         for rows in rag.store.iter_chunk_hashes(100_000):
-            found = rag.store.cached_vectors(rag.settings.model, [h for _, h, _ in rows])
+            found = rag.store.cached_vectors(rag.settings.vectors_key, [h for _, h, _ in rows])
             flat.add(np.array([cid for cid, _, _ in rows]), np.stack([found[h] for _, h, _ in rows]))
         qv = rag.encoder.encode_queries(questions)
         started = time.perf_counter()

@@ -59,7 +59,7 @@ class CachedQueries:
 
 def score(rag: RAG, questions: Iterable[Question], setting: Setting, queries: CachedQueries) -> dict[str, float]:
     retriever = Retriever(
-        rag.store.path, rag.store.db, lambda: queries, lambda: rag.vectors, rag.settings.model,  # type: ignore[arg-type, return-value]
+        rag.store.path, rag.store.db, lambda: queries, lambda: rag.vectors, rag.settings.vectors_key,  # type: ignore[arg-type, return-value]
         fusion=setting.fusion, dense_weight=setting.dense_weight, candidates=rag.config.candidates,
     )  # fmt: skip
     hits = {1: 0, 5: 0, 10: 0}

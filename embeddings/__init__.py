@@ -3,13 +3,24 @@
 This package knows ids, texts and vectors only; it never imports ``rag``.
 """
 
-from embeddings.encoder import Encoder, HashingEncoder, SentenceTransformerEncoder, load_encoder
+from embeddings.encoder import (
+    BACKENDS,
+    Encoder,
+    HashingEncoder,
+    ModelLoadError,
+    OnnxEncoder,
+    SentenceTransformerEncoder,
+    load_encoder,
+)
 from embeddings.vector_index import IndexFileError, VectorIndex
 
 __all__ = [
+    "BACKENDS",
     "Encoder",
     "HashingEncoder",
     "IndexFileError",
+    "ModelLoadError",
+    "OnnxEncoder",
     "SentenceTransformerEncoder",
     "VectorIndex",
     "load_encoder",

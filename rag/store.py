@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from rag.config import IndexSettings
 from rag.types import Chunk, Document, DocumentInfo, content_hash
 
 SCHEMA_VERSION = 4
@@ -204,7 +205,8 @@ class Store:
         self._unused_hashes.clear()
         # The index's own model only, so each delete is a primary-key lookup; vectors of
         # another model (left by a rebuild) are `rag gc`'s to drop.
-        model = self.meta().get("model")
+        settings = IndexSettings.from_meta(self.meta())
+        model = settings.vectors_key if settings is not None else None
         for i in range(0, len(hashes), 500):
             part = hashes[i : i + 500]
             self.db.execute(
