@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_search import WORK, base_chunks, build
+from bench_search import BACKEND, WORK, base_chunks, build
 
 from rag import RAG, Config
 from rag.api import VECTORS_FILE
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path("bench-out/ask.json"))
     args = parser.parse_args()
-    folder = WORK / f"flat-{args.size}"
+    folder = WORK / f"flat-{args.size}-{BACKEND}"
     if not (folder / VECTORS_FILE).exists():
         build(args.size, "flat", folder)
     _, _, questions = base_chunks()

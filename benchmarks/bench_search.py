@@ -1,6 +1,7 @@
 """Search latency and memory on synthetic corpora of 10k, 100k and (approximate) 1M chunks.
 
     python benchmarks/bench_search.py [--sizes 10000,100000] [--ivf-size 1000000] [--queries 200]
+                                      [--encoder-backend onnx-int8|onnx|torch]
 
 Corpora are grown from real chunks: the texts and vectors of an index built from the sets in
 ../shared/datasets (benchmarks/retrieval_quality.py makes it; this script makes it if absent).
@@ -10,6 +11,11 @@ postings and vector neighbourhoods look like real data. Queries are real questio
 sets; each timing is one `RAG.search(question, k=5, mode=...)` call, query embedding included.
 Each size runs in its own process so its peak memory (VmHWM) is its own.
 For the approximate index, hit rate = share of the exact (flat) top 10 that IVF also returns.
+Keyword and hybrid search are also run with ``--keyword-budget`` (20,000; the setting
+``keyword_budget``, off by default): their times, and the share of the default (exact BM25)
+top 10 they return.
+The corpora record ``--encoder-backend`` (folder bench-out/search/KIND-SIZE-BACKEND), so the
+queries are embedded by that runtime; run it once per runtime to compare them.
 """
 
 from __future__ import annotations
@@ -18,26 +24,31 @@ import argparse
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from embeddings import VectorIndex
+from embeddings import BACKENDS, VectorIndex
+from embeddings.encoder import DEFAULT_BACKEND
 from eval.squad import load_squad
 from rag import RAG, Config
 from rag.api import STORE_FILE, VECTORS_FILE
 from rag.config import IndexSettings
+from rag.retrieval import Retriever
 from rag.store import Store
 from rag.types import content_hash
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 WORK = Path("bench-out/search")
+BACKEND = DEFAULT_BACKEND  # the encoder runtime the corpora record, so queries use it
 
 
 def base_chunks() -> tuple[list[str], np.ndarray, list[str]]:
@@ -65,7 +76,7 @@ def build(size: int, kind: str, folder: Path) -> None:
     for name in (STORE_FILE, VECTORS_FILE):
         for p in folder.glob(name + "*"):
             p.unlink()
-    settings = IndexSettings(index_type=kind)
+    settings = IndexSettings(index_type=kind, encoder_backend=BACKEND)
     store = Store(folder / STORE_FILE)
     store.set_meta({**settings.to_meta(), "dim": base.shape[1]})
     rng = np.random.default_rng(0)
@@ -106,7 +117,7 @@ def build(size: int, kind: str, folder: Path) -> None:
     store.close()
 
 
-def measure(folder: Path, queries: int, nprobes: list[int]) -> dict[str, object]:
+def measure(folder: Path, queries: int, nprobes: list[int], budget: int) -> dict[str, object]:
     _, _, questions = base_chunks()
     random.Random(1).shuffle(questions)
     questions = questions[:queries]
@@ -151,10 +162,44 @@ def measure(folder: Path, queries: int, nprobes: list[int]) -> dict[str, object]
                 hits += len(set(got[0].tolist()) & set(exact[row].tolist()))
             out[f"ivf_nprobe{nprobe}_hit_rate_at_10"] = round(hits / (10 * len(qv)), 3)
             out[f"ivf_nprobe{nprobe}_search_only_p50_ms"] = round(statistics.median(times), 2)
+    if budget:
+        out.update(agreement(rag, questions, budget))
     out["peak_rss_mb"] = round(_vm("VmHWM") / 1024, 1)
     out["faiss_file_mb"] = round((folder / VECTORS_FILE).stat().st_size / 1e6, 1)
     out["store_file_mb"] = round((folder / STORE_FILE).stat().st_size / 1e6, 1)
     return out
+
+
+def agreement(rag: RAG, questions: list[str], budget: int) -> dict[str, float]:
+    """The keyword side with ``keyword_budget`` = ``budget`` (rag/retrieval.py) beside the
+    default, exact one: its times, and the share of the exact top 10 it returns, for keyword and
+    hybrid search. Copies of one base chunk tie, so results are compared by base text (the tag
+    stripped), as multisets."""
+    budgeted = Retriever(
+        rag.store.path, rag.store.db, lambda: rag.encoder, rag._dense_search, rag.settings.vectors_key,
+        keyword_budget=budget,
+    )  # fmt: skip
+    out: dict[str, float] = {}
+    for mode in ("keyword", "hybrid"):
+        shares, times = [], []
+        for q in questions:
+            want = rag.retriever.search(q, 10, mode).passages
+            started = time.perf_counter()
+            got = budgeted.search(q, 10, mode).passages
+            times.append((time.perf_counter() - started) * 1000)
+            a = Counter(_base(p.text) for p in want)
+            b = Counter(_base(p.text) for p in got)
+            if a:
+                shares.append(sum((a & b).values()) / sum(a.values()))
+        out[f"{mode}_budget{budget}_p50_ms"] = round(statistics.median(times), 2)
+        out[f"{mode}_budget{budget}_p95_ms"] = round(float(np.percentile(times, 95)), 2)
+        out[f"{mode}_budget{budget}_top10_agreement"] = round(statistics.mean(shares), 3)
+    budgeted.close()
+    return out
+
+
+def _base(text: str) -> str:
+    return re.sub(r" ref\d+$", "", text)
 
 
 def _vm(field: str) -> int:
@@ -171,22 +216,27 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--nprobe", default="16,64")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # SIZE:KIND, run in a child process
+    parser.add_argument("--keyword-budget", type=int, default=20_000, help="also time this budget (0: skip)")
+    parser.add_argument("--encoder-backend", default=DEFAULT_BACKEND, choices=BACKENDS, help="default: %(default)s")
     parser.add_argument("--out", type=Path, default=Path("bench-out/search.json"))
     args = parser.parse_args()
+    global BACKEND
+    BACKEND = args.encoder_backend
     nprobes = [int(n) for n in args.nprobe.split(",")]
     if args.one:
         size, kind = args.one.split(":")
-        folder = WORK / f"{kind}-{size}"
+        folder = WORK / f"{kind}-{size}-{BACKEND}"
         if not (folder / VECTORS_FILE).exists():
             build(int(size), kind, folder)
-        print(json.dumps(measure(folder, args.queries, nprobes)))
+        print(json.dumps(measure(folder, args.queries, nprobes, args.keyword_budget)))
         return
     runs = [(int(s), "flat") for s in args.sizes.split(",") if s] + ([(args.ivf_size, "ivf")] if args.ivf_size else [])
     results = {}
     for size, kind in runs:
         done = subprocess.run(
             [sys.executable, __file__, "--one", f"{size}:{kind}", "--queries", str(args.queries), "--nprobe",
-             args.nprobe], capture_output=True, text=True, check=True,
+             args.nprobe, "--encoder-backend", BACKEND, "--keyword-budget", str(args.keyword_budget)],
+            capture_output=True, text=True, check=True,
         )  # fmt: skip
         results[f"{kind}-{size}"] = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"{kind}-{size}: {json.dumps(results[f'{kind}-{size}'])}", flush=True)

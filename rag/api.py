@@ -574,6 +574,7 @@ class RAG:
                 fusion=self.config.fusion,
                 dense_weight=self.config.dense_weight,
                 candidates=self.config.candidates,
+                keyword_budget=self.config.keyword_budget,
                 max_k=self.config.max_k,
                 max_question_chars=self.config.max_question_chars,
                 reranker=Reranker(self.config.reranker) if self.config.reranker else None,

@@ -88,6 +88,10 @@ class Config:
     fusion: str = "convex"
     dense_weight: float = 0.5
     candidates: int = 50
+    # Chunks the keyword side may score per question, keeping its rarest words while their
+    # matches fit: faster on a huge index, at a measured cost in quality (README "Searching").
+    # 0 (the default): every match scored, exact BM25.
+    keyword_budget: int = 0
     # Optional: a sentence-transformers CrossEncoder (name or folder) that re-scores the best
     # `rerank_depth` fused candidates (README "Reranking"). Off by default.
     reranker: str | None = None
@@ -139,6 +143,8 @@ class Config:
             raise ConfigError(f"dense_weight={self.dense_weight} must be between 0 and 1")
         if self.answerer not in ANSWERERS:
             raise ConfigError(f"answerer={self.answerer!r} is unknown; choose one of {', '.join(ANSWERERS)}")
+        if self.keyword_budget < 0:
+            raise ConfigError(f"keyword_budget={self.keyword_budget} must be 0 (exact) or more")
         for name in (
             "batch_size", "encode_group", "ivf_nprobe", "candidates", "rerank_depth", "answer_passages",
             "llm_max_tokens",

@@ -255,11 +255,27 @@ RARE_SHARE = 0.01
 RARE_MIN_CHUNKS = 3
 
 
+# BM25 scores every chunk that holds any word of the query, so the keyword side's cost grows with
+# the corpus: at 1M chunks one common word matches tens of thousands of chunks, and SQLite FTS5
+# spends 3 to 8 microseconds on each (96 ms p50, 339 ms p95 for whole questions). With a budget
+# (the setting keyword_budget), words are taken rarest first while the chunks they match fit it;
+# the words left out are the most common ones. That is fast, but it costs quality (hybrid hit@5
+# 0.735 to 0.608 on COVID-QA at the budget's 1M-chunk equivalent), so it is off by default.
+# docs/benchmarks.md "Keyword search at a million chunks" has the measurements.
+KEYWORD_BUDGET = 0  # exact
+# Words matching at most this many chunks go in without a second count.
+KEYWORD_RARE = 1_000
+
+
+def content_words(question: str) -> list[str]:
+    """The question's words without stopwords (all of them if nothing else is left), in order."""
+    words = list(dict.fromkeys(re.findall(r"\w+", question.lower())))
+    return [w for w in words if w not in STOPWORDS] or words
+
+
 def keyword_query(question: str) -> str:
     """An FTS5 query: the question's content words, each quoted, OR-ed together."""
-    words = list(dict.fromkeys(re.findall(r"\w+", question.lower())))
-    content = [w for w in words if w not in STOPWORDS] or words
-    return " OR ".join(f'"{w}"' for w in content)
+    return " OR ".join(f'"{w}"' for w in content_words(question))
 
 
 class Retriever:
@@ -280,6 +296,7 @@ class Retriever:
         max_question_chars: int = 2000,
         reranker: Callable[[str, Sequence[str]], list[float]] | None = None,
         rerank_depth: int = 20,
+        keyword_budget: int = KEYWORD_BUDGET,
     ) -> None:
         self.db = db
         self.reranker = reranker
@@ -292,7 +309,9 @@ class Retriever:
         self.fusion = fusion
         self.dense_weight = dense_weight
         self.candidates = candidates
+        self.keyword_budget = keyword_budget  # 0: exact, every matching chunk scored
         self._db_path = db_path
+        self._total: tuple[str, int] | None = None  # (store generation, chunks) for rare_words
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-keyword")
         self._local = threading.local()
 
@@ -391,9 +410,10 @@ class Retriever:
 
     def _keyword(self, question: str, pool: int, filters: Filters) -> dict[int, float]:
         """BM25 scores of the best ``pool`` matches, best first (dicts keep insertion order)."""
-        match = keyword_query(question)
-        if not match:
+        words = self._budgeted_words(question)
+        if not words:
             return {}
+        match = " OR ".join(f'"{w}"' for w in words)
         where, params = _filter_sql(filters)
         rows = (
             self._keyword_db()
@@ -409,6 +429,48 @@ class Retriever:
         )
         return {int(rowid): float(score) for rowid, score in rows}
 
+    def _budgeted_words(self, question: str) -> list[str]:
+        """The question's content words that the keyword query scores: all of them when the
+        chunks they match fit ``keyword_budget``, else the rarest that fit (at least one)."""
+        words = [w for w in content_words(question) if re.fullmatch(r"\w+", w)]
+        if self.keyword_budget <= 0 or len(words) < 2:
+            return words
+        db = self._keyword_db()
+        # Counting stops at the cap: a common word costs at most the budget to count, far less
+        # than scoring its matches would.
+        found = {w: self._matches(db, w, KEYWORD_RARE) for w in words}
+        kept = {w for w in words if found[w] <= KEYWORD_RARE}
+        spent = sum(found[w] for w in kept)
+        for word in sorted((w for w in words if w not in kept), key=lambda w: found[w]):
+            left = self.keyword_budget - spent
+            if left <= KEYWORD_RARE:
+                break
+            count = self._matches(db, word, left)
+            if count <= left:
+                kept.add(word)
+                spent += count
+        if not kept:  # every word is common: the rarest alone
+            kept = {min(words, key=lambda w: found[w])}
+        return [w for w in words if w in kept]
+
+    @staticmethod
+    def _matches(db: sqlite3.Connection, word: str, cap: int) -> int:
+        """How many chunks hold ``word`` (as the index stems it), counted up to ``cap + 1``."""
+        (count,) = db.execute(
+            "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
+            (f'"{word}"', cap + 1),
+        ).fetchone()
+        return int(count)
+
+    def _chunk_total(self, db: sqlite3.Connection) -> int:
+        """Chunks in the index, counted once per store generation (a count at 1M chunks scans
+        an index: about 20 ms, on every answer)."""
+        row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        generation = str(row[0]) if row else ""
+        if self._total is None or self._total[0] != generation:
+            self._total = (generation, int(db.execute("SELECT count(*) FROM chunks").fetchone()[0]))
+        return self._total[1]
+
     def rare_words(self, words: set[str]) -> set[str]:
         """The ``words`` found in at most ``RARE_SHARE`` of the chunks (or in none).
 
@@ -416,7 +478,7 @@ class Retriever:
         of the passages found is likely about something the documents do not cover.
         """
         db = self._keyword_db()  # this thread's own read-only connection
-        total = int(db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        total = self._chunk_total(db)
         cap = max(RARE_MIN_CHUNKS, int(total * RARE_SHARE))
         rare = set()
         for word in words:

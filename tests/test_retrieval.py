@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from rag import RAG, Config
+from rag.config import ConfigError
 from rag.retrieval import SearchError, keyword_query, parse_date
 from tests.conftest import article, write
 
@@ -181,3 +182,46 @@ def test_ivf_index_searches_with_filters(tmp_path: Path, monkeypatch: pytest.Mon
         assert rag.vectors.is_approximate
         hits = rag.search("Article 7 sentence 3", k=3, since="2017", until="2017", mode="dense")
         assert hits and {p.date for p in hits} == {"2017-01-01"}
+
+
+def test_the_keyword_side_keeps_its_rarest_words_within_its_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rag.retrieval
+
+    monkeypatch.setattr(rag.retrieval, "KEYWORD_RARE", 3)
+    rows = [{"id": f"d{i}", "title": f"Market note {i}", "text": f"The market moved on day {i}."} for i in range(60)]
+    for i in range(10):
+        rows[i]["text"] += " The valley farms sold grain."
+    rows[7]["text"] += " A zebra escaped from the valley zoo."
+    rows[8]["text"] += " The zebra was found."
+    write(tmp_path / "feed.jsonl", "\n".join(json.dumps(r) for r in rows))
+    question = "Where did the zebra in the valley market escape from?"
+    found = {}
+    for budget in (0, 15, 20_000):
+        config = Config(index_dir=tmp_path / "idx", model="hashing", keyword_budget=budget)
+        with RAG.open(config=config) as opened:
+            opened.index([tmp_path / "feed.jsonl"], progress=False)
+            words = opened.retriever._budgeted_words(question)
+            found[budget] = (words, [p.doc_id for p in opened.search(question, k=3, mode="keyword")])
+    # Under budget, or with no budget: every content word, so the query is exact.
+    assert found[0][0] == found[20_000][0] == ["zebra", "valley", "market", "escape"]
+    assert found[0][1] == found[20_000][1]
+    # Over it: "market" (in all 60 chunks) is left out; "escape" matches no chunk (the index
+    # stems "escaped" to "escap", the query word to "escap" too) and costs nothing.
+    assert found[15][0] == ["zebra", "valley", "escape"]
+    assert found[15][1][0] == "d7"
+    with pytest.raises(ConfigError, match="keyword_budget=-1 must be 0"):
+        Config(keyword_budget=-1)
+
+
+def test_the_chunk_count_behind_rare_words_follows_the_index(rag: RAG, tmp_path: Path) -> None:
+    write(tmp_path / "a.md", "# A\n\nThe zebra crossed the road.")
+    rag.index([tmp_path / "a.md"], progress=False)
+    assert rag.retriever.rare_words({"zebra"}) == {"zebra"}
+    first = rag.retriever._total
+    write(tmp_path / "b.md", "# B\n\nAnother zebra crossed the river.")
+    rag.index([tmp_path / "b.md"], progress=False)
+    rag.retriever.rare_words({"zebra"})
+    assert first is not None and rag.retriever._total is not None
+    assert rag.retriever._total[1] == first[1] + 1 and rag.retriever._total[0] != first[0]
