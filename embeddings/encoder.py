@@ -266,6 +266,11 @@ class OnnxEncoder(_BatchedEncoder):
                 folder = exported(model_folder(self.model_name))
             except ExportError as exc:
                 raise ModelLoadError(str(exc)) from exc
+            except OSError as exc:
+                raise ModelLoadError(
+                    f"cannot write the ONNX export of {self.model_name!r} to {exc.filename}: {exc.strerror}. "
+                    "Point XDG_CACHE_HOME at a writable folder, or set encoder_backend = 'torch'"
+                ) from exc
             settings = EncoderSettings.read(folder)
             tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
             tokenizer.enable_truncation(settings.max_seq_length)

@@ -28,6 +28,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -100,6 +101,7 @@ def exported(model_dir: Path, *, force: bool = False, announce: bool = True) -> 
     if announce:
         print(f"Exporting the embedding model to ONNX once (about 15 s): {folder}", file=sys.stderr, flush=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(folder.parent)
     # Built in a temporary folder and renamed into place: a killed export leaves no half-written
     # model behind, and of two processes exporting at once the second simply uses the first's.
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
@@ -114,6 +116,15 @@ def exported(model_dir: Path, *, force: bool = False, announce: bool = True) -> 
     if not (folder / SETTINGS_FILE).exists():  # pragma: no cover - the rename failed for another reason
         raise ExportError(f"could not write the ONNX export to {folder}")
     return folder
+
+
+def _remove_abandoned(root: Path) -> None:
+    """Drop work folders of exports killed more than an hour ago (about 110 MB each)."""
+    cutoff = time.time() - 3600
+    for work in root.glob(".export-*"):
+        with contextlib.suppress(OSError):
+            if work.stat().st_mtime < cutoff:
+                shutil.rmtree(work, ignore_errors=True)
 
 
 def _export(model_dir: Path, out: Path) -> None:

@@ -160,6 +160,28 @@ def test_the_export_is_cached_and_keyed_by_the_model_files(tmp_path: Path) -> No
     assert export_folder(model).name.startswith("my-model-")
 
 
+def test_an_unwritable_cache_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from embeddings.encoder import ModelLoadError
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("", encoding="utf-8")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # the cache would have to go inside a file
+    with pytest.raises(ModelLoadError, match=r"cannot write the ONNX export .* XDG_CACHE_HOME .* encoder_backend"):
+        OnnxEncoder(BUNDLED_MODEL).encode_queries(["x"])
+
+
+def test_an_abandoned_export_is_cleaned_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from embeddings import onnx_export
+
+    old = tmp_path / ".export-killed"
+    old.mkdir()
+    os.utime(old, (0, 0))
+    fresh = tmp_path / ".export-running"
+    fresh.mkdir()
+    onnx_export._remove_abandoned(tmp_path)
+    assert not old.exists() and fresh.exists()
+
+
 def test_a_model_the_onnx_encoder_cannot_run_says_to_use_torch(tmp_path: Path) -> None:
     from embeddings.encoder import ModelLoadError
 
