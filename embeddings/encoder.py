@@ -147,6 +147,35 @@ class ModelLock:
 
 
 @functools.lru_cache(maxsize=4)
+def _load_onnx(name: str, int8: bool) -> tuple[Any, EncoderSettings, Any]:
+    """The tokenizer, pooling settings and ONNX Runtime session for model ``name``, once per process."""
+    import onnxruntime
+    from tokenizers import Tokenizer
+
+    from embeddings.onnx_export import FP32_FILE, INT8_FILE, TOKENIZER_FILE, EncoderSettings, ExportError, exported
+
+    try:
+        folder = exported(model_folder(name))
+    except ExportError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    except OSError as exc:
+        raise ModelLoadError(
+            f"cannot write the ONNX export of {name!r} to {exc.filename}: {exc.strerror}. "
+            "Point XDG_CACHE_HOME at a writable folder, or set encoder_backend = 'torch'"
+        ) from exc
+    settings = EncoderSettings.read(folder)
+    tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+    tokenizer.enable_truncation(settings.max_seq_length)
+    tokenizer.enable_padding()
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # warnings about unused initialisers are not the user's concern
+    session = onnxruntime.InferenceSession(
+        str(folder / (INT8_FILE if int8 else FP32_FILE)), options, providers=["CPUExecutionProvider"]
+    )
+    return tokenizer, settings, session
+
+
+@functools.lru_cache(maxsize=4)
 def _model_lock(name: str) -> ModelLock:
     """One lock per model, shared like the model itself."""
     return ModelLock()
@@ -245,42 +274,12 @@ class OnnxEncoder(_BatchedEncoder):
         self._settings: EncoderSettings | None = None
 
     def _load(self) -> None:
-        if self._session is not None:
-            return
-        with _LOADING:
-            if self._session is not None:
-                return
-            import onnxruntime
-            from tokenizers import Tokenizer
-
-            from embeddings.onnx_export import (
-                FP32_FILE,
-                INT8_FILE,
-                TOKENIZER_FILE,
-                EncoderSettings,
-                ExportError,
-                exported,
-            )
-
-            try:
-                folder = exported(model_folder(self.model_name))
-            except ExportError as exc:
-                raise ModelLoadError(str(exc)) from exc
-            except OSError as exc:
-                raise ModelLoadError(
-                    f"cannot write the ONNX export of {self.model_name!r} to {exc.filename}: {exc.strerror}. "
-                    "Point XDG_CACHE_HOME at a writable folder, or set encoder_backend = 'torch'"
-                ) from exc
-            settings = EncoderSettings.read(folder)
-            tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
-            tokenizer.enable_truncation(settings.max_seq_length)
-            tokenizer.enable_padding()
-            options = onnxruntime.SessionOptions()
-            options.log_severity_level = 3  # warnings about unused initialisers are not the user's concern
-            session = onnxruntime.InferenceSession(
-                str(folder / (INT8_FILE if self.int8 else FP32_FILE)), options, providers=["CPUExecutionProvider"]
-            )
-            self._tokenizer, self._settings, self._session = tokenizer, settings, session
+        if self._session is None:
+            # One load at a time (see SentenceTransformerEncoder.model), shared by every encoder
+            # of the same model in this process, as PyTorch models are by _load_model.
+            with _LOADING:
+                if self._session is None:
+                    self._tokenizer, self._settings, self._session = _load_onnx(self.model_name, self.int8)
 
     @property
     def dim(self) -> int:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from embeddings import load_encoder
-from embeddings.encoder import BUNDLED_MODEL, OnnxEncoder, SentenceTransformerEncoder, model_folder
+from embeddings.encoder import BUNDLED_MODEL, OnnxEncoder, SentenceTransformerEncoder, _load_onnx, model_folder
 from embeddings.onnx_export import SETTINGS_FILE, export_folder, exported, fingerprint
 from rag import RAG, Config, IndexMismatchError
 from rag.config import ConfigError, IndexSettings
@@ -49,6 +49,14 @@ def test_onnx_int8_vectors_stay_close_to_pytorch(torch_vectors: np.ndarray) -> N
     assert np.median(cosines) > 0.98 and cosines.min() > 0.9
     # ...and not equal: the int8 index must be recorded as different (test below).
     assert np.abs(got - torch_vectors).max() > 1e-4
+
+
+def test_encoders_of_one_model_share_one_session() -> None:
+    first, second = OnnxEncoder(BUNDLED_MODEL), OnnxEncoder(BUNDLED_MODEL)
+    first.encode_queries(["a"]), second.encode_queries(["b"])
+    assert first._session is second._session
+    assert OnnxEncoder(BUNDLED_MODEL, int8=False).encode_queries(["c"]) is not None
+    assert OnnxEncoder(BUNDLED_MODEL, int8=False)._session is None  # loads on first use only
 
 
 def test_a_batch_and_one_text_at_a_time_agree() -> None:
@@ -166,8 +174,10 @@ def test_an_unwritable_cache_says_what_to_do(tmp_path: Path, monkeypatch: pytest
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("", encoding="utf-8")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # the cache would have to go inside a file
+    _load_onnx.cache_clear()  # a session loaded by an earlier test would hide the error
     with pytest.raises(ModelLoadError, match=r"cannot write the ONNX export .* XDG_CACHE_HOME .* encoder_backend"):
         OnnxEncoder(BUNDLED_MODEL).encode_queries(["x"])
+    _load_onnx.cache_clear()
 
 
 def test_an_abandoned_export_is_cleaned_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
