@@ -213,6 +213,10 @@ def test_the_keyword_side_keeps_its_rarest_words_within_its_budget(
     assert found[15][1][0] == "d7"
     with pytest.raises(ConfigError, match="keyword_budget=-1 must be 0"):
         Config(keyword_budget=-1)
+    assert Config().keyword_budget == 0  # exact unless asked
+    assert Config.load(env={"RAG_KEYWORD_BUDGET": "15"}).keyword_budget == 15
+    toml = write(tmp_path / "rag.toml", "keyword_budget = 15\n")
+    assert Config.load(file=toml, env={}).keyword_budget == 15
 
 
 def test_the_chunk_count_behind_rare_words_follows_the_index(rag: RAG, tmp_path: Path) -> None:
