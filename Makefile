@@ -21,14 +21,14 @@ export TOKENIZERS_PARALLELISM := false
 .PHONY: demo test lint bench clean
 
 # torch goes in first, so sentence-transformers' bare `torch` requirement is already met and
-# pip never pulls the registry's newest torch with gigabytes of CUDA wheels.
+# pip never pulls the registry's newest torch with gigabytes of CUDA wheels. The default encoder
+# runs an ONNX export of the bundled model, made last (about 15 s, cached in
+# ~/.cache/rag-articles/onnx) so that no first question waits for it.
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_INDEX) "$(TORCH)"
 	$(BIN)/pip install --quiet -e .
-	# The default encoder runs an ONNX export of the bundled model; made once here (about 15 s,
-	# cached in ~/.cache/rag-articles/onnx) so no first question waits for it.
 	$(BIN)/python -m embeddings.onnx_export
 	touch $@
 
