@@ -74,6 +74,9 @@ def model_folder(name: str) -> Path:
         return Path(_bundled_model_path())
     if Path(name).expanduser().is_dir():
         return Path(name).expanduser().resolve()
+    if name.startswith(("/", ".", "~")):
+        raise ModelLoadError(f"embedding model folder {name} does not exist; name a folder that holds a "
+                             f"sentence-transformers model, or use the default {BUNDLED_MODEL!r}")  # fmt: skip
     try:
         from huggingface_hub import snapshot_download
 

@@ -134,7 +134,10 @@ def _export(model_dir: Path, out: Path) -> None:
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # "Loading weights" is noise here
 
-    model = SentenceTransformer(str(model_dir), device="cpu", model_kwargs={"attn_implementation": "eager"})
+    try:
+        model = SentenceTransformer(str(model_dir), device="cpu", model_kwargs={"attn_implementation": "eager"})
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"cannot load a sentence-transformers model from {model_dir}: {exc}") from exc
     settings = _settings(model)
     transformer: Any = model[0].auto_model
     transformer.eval()
@@ -223,7 +226,7 @@ def _quantize(source: Path, target: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from embeddings.encoder import BUNDLED_MODEL, model_folder
+    from embeddings.encoder import BUNDLED_MODEL, ModelLoadError, model_folder
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=BUNDLED_MODEL, help="a sentence-transformers folder (default: %(default)s)")
@@ -232,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         folder = exported(model_folder(args.model), force=args.force)
-    except ExportError as exc:
+    except (ExportError, ModelLoadError) as exc:
         parser.exit(1, f"error: {exc}\n")
     print(folder)
 

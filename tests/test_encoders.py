@@ -197,3 +197,9 @@ def test_a_model_the_onnx_encoder_cannot_run_says_to_use_torch(tmp_path: Path) -
 
     with pytest.raises(ModelLoadError, match="cannot find embedding model 'no-such/model'"):
         load_encoder("no-such/model", backend="onnx-int8").encode_queries(["x"])
+    with pytest.raises(ModelLoadError, match=f"embedding model folder {tmp_path}/gone does not exist"):
+        load_encoder(str(tmp_path / "gone"), backend="onnx-int8").encode_queries(["x"])
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("not a model", encoding="utf-8")
+    with pytest.raises(ModelLoadError, match=f"cannot load a sentence-transformers model from {tmp_path}/notes"):
+        load_encoder(str(tmp_path / "notes"), backend="onnx-int8").encode_queries(["x"])
