@@ -122,9 +122,13 @@ def build_app(service: ChatService) -> "gr.Blocks":
                 gr.Warning("Type a question first.")
                 yield history, gr.skip(), key, "", gr.skip()
                 return
+            # The box is cleared once, as the question is taken: clearing it with every streamed
+            # chunk erased the next question whenever someone typed it while an answer streamed.
+            cleared: Any = ""
             for chat_, sources_, key_ in service.respond(message, history, name, key, _user(request), k_, mode_,
                                                          since_, until_, answerer_):  # fmt: skip
-                yield chat_, sources_ or gr.skip(), key_, "", gr.skip()
+                yield chat_, sources_ or gr.skip(), key_, cleared, gr.skip()
+                cleared = gr.skip()
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), conversation_list(request, key_)
 
         def conversation_list(request: gr.Request, value: str | None = None) -> Any:
