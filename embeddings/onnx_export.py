@@ -93,13 +93,12 @@ def export_folder(model_dir: Path) -> Path:
     return cache_root() / f"{slug}-{fingerprint(model_dir)}"
 
 
-def exported(model_dir: Path, *, force: bool = False, announce: bool = True) -> Path:
+def exported(model_dir: Path, *, force: bool = False) -> Path:
     """The folder holding ``model_dir``'s export, made now if it is not cached yet."""
     folder = export_folder(model_dir)
     if (folder / SETTINGS_FILE).exists() and not force:
         return folder
-    if announce:
-        print(f"Exporting the embedding model to ONNX once (about 15 s): {folder}", file=sys.stderr, flush=True)
+    print(f"Exporting the embedding model to ONNX once (about 15 s): {folder}", file=sys.stderr, flush=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(folder.parent)
     # Built in a temporary folder and renamed into place: a killed export leaves no half-written
@@ -138,7 +137,6 @@ def _export(model_dir: Path, out: Path) -> None:
         model = SentenceTransformer(str(model_dir), device="cpu", model_kwargs={"attn_implementation": "eager"})
     except (OSError, ValueError) as exc:
         raise ExportError(f"cannot load a sentence-transformers model from {model_dir}: {exc}") from exc
-    settings = _settings(model)
     transformer: Any = model[0].auto_model
     transformer.eval()
     tokenizer: Any = model.tokenizer
@@ -147,6 +145,7 @@ def _export(model_dir: Path, out: Path) -> None:
     tokenizer.backend_tokenizer.save(str(out / TOKENIZER_FILE))
     sample = tokenizer(["a question", "a somewhat longer passage of text"], padding=True, return_tensors="pt")
     names = tuple(n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample)
+    settings = _settings(model, names)
 
     class Hidden(torch.nn.Module):
         """The transformer's last hidden state from positional inputs, as ONNX wants them."""
@@ -184,10 +183,10 @@ def _export(model_dir: Path, out: Path) -> None:
     else:
         raw.rename(out / FP32_FILE)
     _quantize(out / FP32_FILE, out / INT8_FILE)
-    (out / SETTINGS_FILE).write_text(json.dumps({**asdict(settings), "inputs": list(names)}, indent=1))
+    (out / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=1))
 
 
-def _settings(model: Any) -> EncoderSettings:
+def _settings(model: Any, inputs: tuple[str, ...]) -> EncoderSettings:
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
 
     modules = list(model)
@@ -203,7 +202,7 @@ def _settings(model: Any) -> EncoderSettings:
         normalize=any(isinstance(m, Normalize) for m in modules),
         max_seq_length=int(model.max_seq_length),
         dim=int(model.get_embedding_dimension()),
-        inputs=(),
+        inputs=inputs,
     )
 
 

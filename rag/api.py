@@ -312,9 +312,8 @@ class RAG:
         stamp = read_stamp(path)
         if stamp is None:  # nothing saved yet is in step with nothing stored yet
             return not path.exists() and self.store.is_empty()
-        return stamp.get("model") == self.settings.vectors_key and stamp.get("ids") == ids_digest(
-            self.store.chunk_ids()
-        )
+        key = self.settings.vectors_key
+        return stamp.get("model") == key and stamp.get("ids") == ids_digest(self.store.chunk_ids())
 
     def _apply_to_vectors(self, removed: list[int], ids: list[int], matrix: np.ndarray) -> None:
         # Called right after the store committed, with the write lock held; the index was

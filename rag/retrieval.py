@@ -275,7 +275,12 @@ def content_words(question: str) -> list[str]:
 
 def keyword_query(question: str) -> str:
     """An FTS5 query: the question's content words, each quoted, OR-ed together."""
-    return " OR ".join(f'"{w}"' for w in content_words(question))
+    return any_of(content_words(question))
+
+
+def any_of(words: Sequence[str]) -> str:
+    """An FTS5 query matching chunks that hold any of ``words`` (each quoted, so none is syntax)."""
+    return " OR ".join(f'"{w}"' for w in words)
 
 
 class Retriever:
@@ -413,7 +418,7 @@ class Retriever:
         words = self._budgeted_words(question)
         if not words:
             return {}
-        match = " OR ".join(f'"{w}"' for w in words)
+        match = any_of(words)
         where, params = _filter_sql(filters)
         rows = (
             self._keyword_db()
@@ -432,7 +437,7 @@ class Retriever:
     def _budgeted_words(self, question: str) -> list[str]:
         """The question's content words that the keyword query scores: all of them when the
         chunks they match fit ``keyword_budget``, else the rarest that fit (at least one)."""
-        words = [w for w in content_words(question) if re.fullmatch(r"\w+", w)]
+        words = content_words(question)
         if self.keyword_budget <= 0 or len(words) < 2:
             return words
         db = self._keyword_db()
@@ -458,7 +463,7 @@ class Retriever:
         """How many chunks hold ``word`` (as the index stems it), counted up to ``cap + 1``."""
         (count,) = db.execute(
             "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
-            (f'"{word}"', cap + 1),
+            (any_of([word]), cap + 1),
         ).fetchone()
         return int(count)
 
