@@ -6,6 +6,7 @@ ingest step turns that into a skipped-file entry and carries on with the next fi
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -269,9 +270,87 @@ def _tidy(raw: str) -> str:
     return "\n\n".join(p for p in paragraphs if p)
 
 
-def read_html(data: bytes) -> Parsed:
+def read_html(data: bytes, url: str | None = None) -> Parsed:
+    """The article in a web page: trafilatura finds the main text, title, author and site
+    (benchmarks/extractors.py measured it against the hand-written extractor below: word F1
+    0.925 against 0.737 on 36 news layouts), htmldate the publication date. Pages trafilatura
+    finds no article in (short or degenerate ones) go to the hand-written extractor."""
+    page = decode_text(data)
+    builtin = _read_html_builtin(page)
+    found = _trafilatura(page, url)
+    if found is None:
+        return builtin
+    text, title, author, site, canonical = found
+    header_date, text = split_date_header(text)
+    date = _page_date(page, text) or builtin.date or normalise_date(header_date)
+    meta = {key: value for key, value in (("author", author), ("site", site)) if value}
+    return Parsed(text=text, title=title or builtin.title, date=date, meta=meta, url=canonical or builtin.url)
+
+
+@functools.cache
+def _trafilatura_config() -> Any:
+    from trafilatura.settings import use_config
+
+    config = use_config()
+    # By default a main text under 250 characters sends trafilatura to a fallback that keeps
+    # the whole page, navigation included; a short article is still an article.
+    config.set("DEFAULT", "MIN_EXTRACTED_SIZE", "1")
+    config.set("DEFAULT", "MIN_OUTPUT_SIZE", "1")
+    return config
+
+
+def _trafilatura(page: str, url: str | None) -> tuple[str, str | None, str | None, str | None, str | None] | None:
+    import trafilatura  # imported here: only HTML pays for lxml and its models
+
+    try:
+        doc = trafilatura.bare_extraction(
+            page, url=url, include_comments=False, with_metadata=True, config=_trafilatura_config()
+        )
+    except (ValueError, TypeError, AttributeError, RecursionError):  # lxml on hostile input
+        return None
+    if doc is None or not (doc.text or "").strip():
+        return None
+    # trafilatura ends each paragraph with one newline; the chunker reads blank lines.
+    text = "\n\n".join(line.strip() for line in doc.text.split("\n") if line.strip())
+    return text, doc.title or None, doc.author or None, doc.sitename or None, doc.url or None
+
+
+_VISIBLE_DATE = re.compile(
+    r"\b(?:published|posted|updated|first published)\s*(?:on\s*)?:?\s*"
+    r"((?:[A-Z][a-z]{2,8}\.? \d{1,2},? \d{4})|(?:\d{1,2} [A-Z][a-z]{2,8}\.? \d{4})|(?:\d{4}-\d{2}-\d{2}))",
+    re.IGNORECASE,
+)
+
+
+def _page_date(page: str, text: str) -> str | None:
+    """The publication date: from the page's metadata (meta tags, JSON-LD, <time>) first, then
+    from a "Published Sept. 16, 2026" line, and only then from htmldate's search of the whole
+    page, which falls back on guesses such as the year of a copyright line."""
+    from htmldate import find_date
+
+    def htmldate(extensive: bool) -> str | None:
+        try:
+            found = find_date(page, original_date=True, extensive_search=extensive, outputformat="%Y-%m-%d")
+        except (ValueError, TypeError, AttributeError):
+            return None
+        return str(found) if found else None
+
+    structured = htmldate(False)
+    if structured:
+        return structured
+    for candidate in (text, _tidy(re.sub(r"<[^>]+>", " ", page))):
+        match = _VISIBLE_DATE.search(candidate[:5000])
+        if match:
+            found = normalise_date(re.sub(r"\bSept\b", "Sep", match.group(1).replace(".", ""), flags=re.IGNORECASE))
+            if found:
+                return found
+    return htmldate(True)
+
+
+def _read_html_builtin(page: str) -> Parsed:
+    """The hand-written extractor: the text of <article>, else <main>, else <body>."""
     parser = _ArticleExtractor()
-    parser.feed(decode_text(data))
+    parser.feed(page)
     parser.close()
     text = ""
     for region in ("article", "main", "body"):
