@@ -41,6 +41,7 @@ from rag.reranking import Reranker
 from rag.retrieval import Filters, Retrieval, Retriever, SearchError, check_k, check_question
 from rag.store import LIST_ORDERS, SCHEMA_VERSION, Store, ids_digest
 from rag.types import Answer, Document, DocumentInfo, IndexSummary, Passage
+from rag.web import is_url
 
 log = logging.getLogger("rag")
 
@@ -335,6 +336,8 @@ class RAG:
             prepare=lambda: self.vectors,
             encode_group=self.config.encode_group,
             max_file_bytes=self.config.max_file_bytes,
+            web=self.config.web(),
+            duplicate_threshold=self.config.duplicate_threshold,
         )
 
     @contextmanager
@@ -583,11 +586,16 @@ class RAG:
 
     def resolve(self, ref: str) -> list[str]:
         """The ids of the documents ``ref`` names: a document id; a file or folder path (every
-        document read from it); or the start of one document's title, ignoring case (an exact
-        title wins over longer ones). Raises NotFoundError or AmbiguousError, naming the fix."""
+        document read from it); the URL a page was fetched from, or its canonical URL; or the
+        start of one document's title, ignoring case (an exact title wins over longer ones).
+        Raises NotFoundError or AmbiguousError, naming the fix."""
         if self.store.get_document(ref) is not None:
             return [ref]
-        if ref.strip():
+        if is_url(ref.strip()):
+            by_url = self.store.document_ids_for_url(ref.strip())
+            if by_url:
+                return by_url
+        elif ref.strip():
             under = self.store.document_ids_under(str(Path(ref).expanduser().resolve()))
             if under:
                 return under

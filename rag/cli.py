@@ -31,6 +31,7 @@ from rag.retrieval import Filters, SearchError
 from rag.store import LIST_ORDERS, StoreError, damaged
 from rag.transcript import Conversation, HistoryError, read_conversation, write_conversation
 from rag.types import Answer, IndexSummary
+from rag.web import is_url
 from rag.wording import counted
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
@@ -74,12 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
         "index",
         help="add, update and remove documents so the index matches PATHs",
         description=(
-            "Index files and folders (recursively): .txt, .md, .html, .pdf, .jsonl. Unchanged "
-            "documents cost a hash; changed ones are replaced; files deleted from an indexed "
-            "folder are removed. Unreadable files are skipped with a reason."
+            "Index files and folders (recursively): .txt, .md, .html, .pdf, .jsonl; and web pages, "
+            "RSS/Atom feeds (their items' pages) and sitemaps by URL. Unchanged documents cost a "
+            "hash (a page, a conditional request); changed ones are replaced; files deleted from an "
+            "indexed folder are removed. Unreadable files and pages are skipped with a reason, and "
+            "a page that fails keeps its previous version."
         ),
     )
-    index.add_argument("paths", nargs="*", metavar="PATH", help="files or folders to index").complete = FILE  # type: ignore[attr-defined]
+    index.add_argument(
+        "paths", nargs="*", metavar="PATH_OR_URL", help="files, folders, or http(s) URLs of pages, feeds and sitemaps"
+    ).complete = FILE  # type: ignore[attr-defined]
     index.add_argument(
         "--rebuild",
         action="store_true",
@@ -329,7 +334,12 @@ def cmd_index(args: argparse.Namespace) -> int:
                 print(_summary_text(summary, rag.dir))
     if args.json:
         _print_json(summary.to_json())
-    missing = [s for s in summary.skipped if s.reason == "no such file or folder"]
+    # A path that does not exist, or a URL named here that could not be fetched, is a partial
+    # run; a bad file in a folder or a dead link in a feed is reported and is not.
+    named = set(args.paths)
+    missing = [
+        s for s in summary.skipped if s.reason == "no such file or folder" or (is_url(s.path) and s.path in named)
+    ]
     return EXIT_PARTIAL if missing else EXIT_OK
 
 

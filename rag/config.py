@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from embeddings.encoder import BACKENDS, DEFAULT_BACKEND, vectors_key
+from rag.web import WebSettings
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 INDEX_TYPES = ("flat", "ivf")
@@ -117,6 +118,18 @@ class Config:
     max_file_mb: int = 50  # a bigger file is skipped with a reason (about 4 GB of memory per 200 MB)
     max_upload_mb: int = 50  # all files of one web upload together
     max_upload_files: int = 100  # files in one web upload
+    # Web pages, feeds and sitemaps (`rag index URL`, `rag watch`; see rag/web.py).
+    # The user agent names the project; robots.txt rules for "rag-articles" apply to it.
+    user_agent: str = "rag-articles/0.1 (article question answering; obeys robots.txt)"
+    fetch_timeout: float = 20.0  # seconds per request
+    crawl_delay: float = 1.0  # seconds between two requests to one host (longer if its robots.txt asks)
+    respect_robots: bool = True
+    # Pages on this machine or a private network (127.0.0.1, 10.x, 192.168.x, ...) are refused
+    # unless this is on, so that a feed cannot make rag read an intranet.
+    allow_private_urls: bool = False
+    # Articles at least this similar (estimated Jaccard of word 3-grams) are copies of one story:
+    # results show one of them, "also published by" the others. 0 turns grouping off.
+    duplicate_threshold: float = 0.7
     # Web chat sessions whose state the server keeps (least recently used go first). Gradio
     # keeps a copy of the page's configuration per session, about 60 KB, 10,000 by default.
     max_sessions: int = 500
@@ -143,6 +156,11 @@ class Config:
             raise ConfigError(f"dense_weight={self.dense_weight} must be between 0 and 1")
         if self.answerer not in ANSWERERS:
             raise ConfigError(f"answerer={self.answerer!r} is unknown; choose one of {', '.join(ANSWERERS)}")
+        if not 0.0 <= self.duplicate_threshold <= 1.0:
+            raise ConfigError(f"duplicate_threshold={self.duplicate_threshold} must be between 0 (off) and 1")
+        for name in ("fetch_timeout", "crawl_delay"):
+            if getattr(self, name) < 0 or (name == "fetch_timeout" and self.fetch_timeout == 0):
+                raise ConfigError(f"{name}={getattr(self, name)} must be a positive number of seconds")
         if self.keyword_budget < 0:
             raise ConfigError(f"keyword_budget={self.keyword_budget} must be 0 (exact) or more")
         for name in (
@@ -189,6 +207,16 @@ class Config:
     def max_file_bytes(self) -> int:
         return self.max_file_mb * 1_000_000
 
+    def web(self) -> WebSettings:
+        return WebSettings(
+            user_agent=self.user_agent,
+            timeout=self.fetch_timeout,
+            max_bytes=self.max_file_bytes,
+            crawl_delay=self.crawl_delay,
+            respect_robots=self.respect_robots,
+            allow_private=self.allow_private_urls,
+        )
+
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
@@ -232,6 +260,17 @@ def _coerce(name: str, value: Any) -> Any:
             return float(value)
         if kind == "Path":
             return Path(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            folded = str(value).strip().lower()
+            if folded in ("1", "true", "yes", "on"):
+                return True
+            if folded in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
         return str(value)
     except (TypeError, ValueError) as exc:
+        if kind == "bool":
+            raise ConfigError(f"setting {name}={value!r} must be true or false") from exc
         raise ConfigError(f"setting {name}={value!r} must be a {'whole ' if kind == 'int' else ''}number") from exc

@@ -18,11 +18,14 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from rag import duplicates
 from rag.chunking import chunk_text
 from rag.config import IndexSettings
-from rag.ingest import Root, file_hash, load_documents, read_bounded, scan
+from rag.ingest import Root, file_hash, load_documents, page_document, read_bounded, scan
+from rag.readers import UnreadableError
 from rag.store import Store
 from rag.types import Chunk, Document, IndexSummary, Skipped, content_hash
+from rag.web import Failure, Fetcher, Page, WebSettings, crawl, is_url, kind_of
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -41,7 +44,8 @@ class _Pending:
     """Documents read but not yet written, with the file records to write alongside them."""
 
     items: list[tuple[Document, list[Chunk], bool]] = field(default_factory=list)
-    files: list[tuple[str, str]] = field(default_factory=list)
+    # (path or URL, hash of its bytes or "" to read it again next time, ETag, Last-Modified)
+    files: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
     chunks: int = 0
 
 
@@ -53,6 +57,7 @@ class _Counts:
     removed: int = 0
     embedded: int = 0
     moved: int = 0
+    copies: int = 0
 
 
 class ChunkProgress:
@@ -95,6 +100,8 @@ class Indexer:
         prepare: Callable[[], object],
         encode_group: int = 512,
         max_file_bytes: int | None = None,
+        web: WebSettings | None = None,
+        duplicate_threshold: float = 0.0,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -105,6 +112,8 @@ class Indexer:
         self.prepare = prepare
         self.encode_group = encode_group
         self.max_file_bytes = max_file_bytes
+        self.web = web
+        self.duplicate_threshold = duplicate_threshold
         self.chunk_progress = ChunkProgress(False)
 
     def chunk(self, doc: Document) -> list[Chunk]:
@@ -112,9 +121,11 @@ class Indexer:
 
     def run(self, paths: Sequence[str | Path], progress: bool | None = None) -> IndexSummary:
         started = time.perf_counter()
-        found = scan(paths, self.max_file_bytes)
+        urls = [str(p) for p in paths if is_url(str(p))]
+        found = scan([p for p in paths if not is_url(str(p))], self.max_file_bytes)
         skipped: list[Skipped] = list(found.skipped)
         counts = _Counts()
+        self._sign_unsigned()
         pending = _Pending()
         seen_paths: set[str] = set(found.present)
 
@@ -152,7 +163,7 @@ class Indexer:
                     self._remove(gone)
                     counts.removed += 1
             # A file with a bad part is re-read next time, so its problem is reported again.
-            pending.files.append((key, digest if not problems else ""))
+            pending.files.append((key, digest if not problems else "", None, None))
             if pending.chunks >= self.encode_group:
                 self._flush(pending, counts)
                 pending = _Pending()
@@ -161,7 +172,86 @@ class Indexer:
         self.chunk_progress.close()
         bar.close()
         counts.removed += self._remove_missing(found.roots, seen_paths)
+        if urls:
+            skipped.extend(self._run_urls(urls, counts, progress))
         return self._summary(counts, skipped, started)
+
+    def _run_urls(self, urls: list[str], counts: _Counts, progress: bool | None) -> list[Skipped]:
+        """Fetch pages, feeds and sitemaps. A page that cannot be fetched now keeps what was
+        indexed from it before, except one the server calls gone (HTTP 410), which is removed."""
+        if self.web is None:
+            raise RuntimeError("this indexer was made without web settings")
+        skipped: list[Skipped] = []
+        pending = _Pending()
+        validators = {path: self.store.validators(path) for path in self._stored_urls()}
+        with Fetcher(self.web) as fetcher:
+            bar = progress_bar(crawl(fetcher, urls, validators), "fetching", "page", progress)
+            self.chunk_progress = ChunkProgress(not bar.disable)
+            for result in bar:
+                if isinstance(result, Failure):
+                    skipped.append(Skipped(result.url, result.reason))
+                    if result.status == 410:
+                        for doc_id in self.store.document_ids_for_path(result.url):
+                            self._remove(doc_id)
+                            counts.removed += 1
+                    continue
+                problem = self._consider_page(result, pending, counts)
+                if problem is not None:
+                    skipped.append(problem)
+                if pending.chunks >= self.encode_group:
+                    self._flush(pending, counts)
+                    pending = _Pending()
+            self._flush(pending, counts)
+            self.chunk_progress.close()
+            bar.close()
+        return skipped
+
+    def _stored_urls(self) -> set[str]:
+        return {path for _, path in self.store.document_paths() if is_url(path)}
+
+    def _consider_page(self, page: Page, pending: _Pending, counts: _Counts) -> Skipped | None:
+        response = page.response
+        if response.body is None:  # 304 Not Modified: nothing to read, nothing to embed
+            counts.unchanged += len(self.store.document_ids_for_path(page.url))
+            return None
+        digest = file_hash(response.body)
+        if self.store.file_hash(page.url) == digest:
+            counts.unchanged += len(self.store.document_ids_for_path(page.url))
+            return None
+        item = page.item
+        item_meta = {
+            "title": item.title if item else None,
+            "date": item.date if item else None,
+            "author": item.author if item else None,
+            "feed": page.feed,
+        }
+        try:
+            doc = page_document(page.url, response.body, kind_of(response), response.url, item_meta)
+        except UnreadableError as exc:
+            return Skipped(page.url, str(exc))  # the page's earlier version, if any, is kept
+        for old in set(self.store.document_ids_for_path(page.url)) - {doc.id}:
+            self._remove(old)  # the page now names another canonical URL
+            counts.removed += 1
+        self._consider(doc, pending, counts)
+        pending.files.append((page.url, digest, response.etag, response.last_modified))
+        return None
+
+    def _sign_unsigned(self) -> None:
+        """Signatures for documents indexed before they existed, so they are grouped too."""
+        unsigned = self.store.unsigned_documents()
+        with self.store.transaction():
+            for doc_id in unsigned:
+                doc = self.store.get_document(doc_id)
+                if doc is not None:
+                    self._sign(doc)
+
+    def _sign(self, doc: Document) -> bool:
+        """Store ``doc``'s signature; True when it is a copy of another document."""
+        signature = duplicates.signature(doc.text)
+        self.store.put_signature(doc.id, signature, duplicates.band_hashes(signature))
+        if self.duplicate_threshold <= 0:
+            return False
+        return bool(duplicates.copies_of(self.store.db, doc.id, self.duplicate_threshold))
 
     def _moved_from(self, digest: str, path: str, present: frozenset[str]) -> str | None:
         """The path an identical file was indexed from, if that file is gone (it was moved)."""
@@ -243,6 +333,7 @@ class Indexer:
             embedded=counts.embedded,
             seconds=time.perf_counter() - started,
             moved=counts.moved,
+            copies=counts.copies,
         )
 
     def _flush(self, pending: _Pending, counts: _Counts) -> None:
@@ -259,12 +350,13 @@ class Indexer:
                 removed, stored = self.store.put_document(doc, chunks)
                 removed_ids.extend(removed)
                 added.extend(stored)
+                counts.copies += self._sign(doc)
                 if existed:
                     counts.updated += 1
                 else:
                     counts.added += 1
-            for path, digest in pending.files:
-                self.store.set_file_hash(path, digest or None)
+            for path, digest, etag, last_modified in pending.files:
+                self.store.set_file_hash(path, digest or None, etag, last_modified)
         if added or removed_ids:
             ids = [c.id for c in added if c.id is not None]
             matrix = np.stack([vectors_by_hash[content_hash(c.text)] for c in added]) if added else _NO_VECTORS

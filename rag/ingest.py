@@ -13,6 +13,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rag.chunking import Segment, segments
 from rag.readers import SUPPORTED, Parsed, UnreadableError, normalise_date, read_file
@@ -186,3 +187,45 @@ def _date_line(text: str, parts: list[Segment]) -> str | None:
             if found:
                 return found
     return None
+
+
+def page_document(url: str, body: bytes, kind: str, final_url: str, item_meta: dict[str, str | None]) -> Document:
+    """The document in a fetched web page. Its id and source come from the page's canonical URL
+    (the same article reached through a feed link with tracking parameters stays one document);
+    title, date and author come from the page, and from the feed entry that linked to it where
+    the page lacks them. Raises ``UnreadableError``."""
+    from urllib.parse import urlsplit
+
+    from rag.readers import read_html, read_pdf, read_txt
+
+    if kind == "pdf":
+        parsed = read_pdf(body)
+    elif kind == "text":
+        parsed = read_txt(body)
+    else:
+        parsed = read_html(body, url=final_url)
+    if not parsed.text.strip():
+        raise UnreadableError("empty document (no text after extraction)")
+    canonical = parsed.url if parsed.url and parsed.url.startswith(("http://", "https://")) else final_url
+    title = parsed.title or item_meta.get("title") or canonical
+    meta: dict[str, Any] = {k: v for k, v in parsed.meta.items() if v}
+    if not meta.get("author") and item_meta.get("author"):
+        meta["author"] = item_meta["author"]
+    meta.setdefault("site", urlsplit(canonical).hostname or canonical)
+    if item_meta.get("feed"):
+        meta["feed"] = item_meta["feed"]
+    parts = segments(parsed.text)
+    outline = [[p.start, p.end, p.kind] for p in parts if p.is_structure]
+    if outline:
+        meta["structure"] = outline
+    host = urlsplit(canonical).hostname or "page"
+    return Document(
+        id=f"{_slug(title if parsed.title or item_meta.get('title') else host)}-"
+        f"{hashlib.sha1(canonical.encode()).hexdigest()[:8]}",
+        source=canonical,
+        path=url,
+        title=title,
+        date=parsed.date or item_meta.get("date") or _date_line(parsed.text, parts),
+        text=parsed.text,
+        meta=meta,
+    )

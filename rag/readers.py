@@ -302,6 +302,7 @@ def _trafilatura_config() -> Any:
 def _trafilatura(page: str, url: str | None) -> tuple[str, str | None, str | None, str | None, str | None] | None:
     import trafilatura  # imported here: only HTML pays for lxml and its models
 
+    doc: Any  # a trafilatura Document (never a dict: as_dict is off)
     try:
         doc = trafilatura.bare_extraction(
             page, url=url, include_comments=False, with_metadata=True, config=_trafilatura_config()

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from rag.config import IndexSettings
 from rag.types import Chunk, Document, DocumentInfo, content_hash
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -100,6 +100,23 @@ _MIGRATIONS: dict[int, str] = {
         answer TEXT NOT NULL,
         PRIMARY KEY (conversation_id, ordinal)
     ) WITHOUT ROWID;
+    """,
+    # Web pages remember their validators for conditional requests (rag.web); every document
+    # carries a MinHash signature and its band hashes, which find syndicated copies (rag.duplicates).
+    5: """
+    ALTER TABLE files ADD COLUMN etag TEXT;
+    ALTER TABLE files ADD COLUMN last_modified TEXT;
+    CREATE TABLE signatures (
+        doc_id TEXT PRIMARY KEY REFERENCES documents(id) ON DELETE CASCADE,
+        signature BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE signature_bands (
+        band INTEGER NOT NULL,
+        hash INTEGER NOT NULL,
+        doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        PRIMARY KEY (band, hash, doc_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX signature_bands_doc ON signature_bands(doc_id);
     """,
 }
 # Orders of `rag list`; a date sorts newest first, documents without one last.
@@ -241,16 +258,26 @@ class Store:
         row = self.db.execute("SELECT file_hash FROM files WHERE path=?", (path,)).fetchone()
         return row[0] if row else None
 
-    def set_file_hash(self, path: str, value: str | None) -> None:
+    def set_file_hash(
+        self, path: str, value: str | None, etag: str | None = None, last_modified: str | None = None
+    ) -> None:
+        """Record the hash of what ``path`` held when read (``None``: read it again next time);
+        for a web page also its ETag and Last-Modified, sent back in the next request."""
         with self.transaction() as db:
             if value is None:
                 db.execute("DELETE FROM files WHERE path=?", (path,))
             else:
                 db.execute(
-                    "INSERT INTO files(path, file_hash) VALUES (?, ?) "
-                    "ON CONFLICT(path) DO UPDATE SET file_hash=excluded.file_hash",
-                    (path, value),
+                    "INSERT INTO files(path, file_hash, etag, last_modified) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(path) DO UPDATE SET file_hash=excluded.file_hash, etag=excluded.etag, "
+                    "last_modified=excluded.last_modified",
+                    (path, value, etag, last_modified),
                 )
+
+    def validators(self, path: str) -> tuple[str | None, str | None]:
+        """(ETag, Last-Modified) a web page was last read with."""
+        row = self.db.execute("SELECT etag, last_modified FROM files WHERE path=?", (path,)).fetchone()
+        return (row[0], row[1]) if row else (None, None)
 
     def paths_with_hash(self, digest: str) -> list[str]:
         """Files last indexed with exactly these bytes."""
@@ -283,6 +310,11 @@ class Store:
     def document_paths(self) -> list[tuple[str, str]]:
         """(doc_id, path) of every document."""
         return self.db.execute("SELECT id, path FROM documents").fetchall()
+
+    def document_ids_for_url(self, url: str) -> list[str]:
+        """Documents fetched from ``url``, or whose canonical URL (their source) it is."""
+        rows = self.db.execute("SELECT id FROM documents WHERE path = ? OR source = ? ORDER BY id", (url, url))
+        return [r[0] for r in rows]
 
     def document_ids_under(self, path: str) -> list[str]:
         """Documents read from the file ``path``, or from any file under the folder ``path``."""
@@ -369,6 +401,24 @@ class Store:
                 stored.append(Chunk(doc.id, chunk.ordinal, chunk.start, chunk.end, chunk.text, cursor.lastrowid))
             self._bump_generation()
         return removed, stored
+
+    # --- near-duplicate signatures (rag.duplicates) -----------------------------------------
+
+    def put_signature(self, doc_id: str, signature: npt.NDArray[np.uint64], bands: list[int]) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM signature_bands WHERE doc_id=?", (doc_id,))
+            db.execute(
+                "INSERT OR REPLACE INTO signatures(doc_id, signature) VALUES (?, ?)", (doc_id, signature.tobytes())
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO signature_bands(band, hash, doc_id) VALUES (?, ?, ?)",
+                [(band, value, doc_id) for band, value in enumerate(bands)],
+            )
+
+    def unsigned_documents(self) -> list[str]:
+        """Documents with no signature yet (indexed before signatures existed)."""
+        rows = self.db.execute("SELECT id FROM documents WHERE id NOT IN (SELECT doc_id FROM signatures)")
+        return [r[0] for r in rows]
 
     def delete_document(self, doc_id: str) -> list[int]:
         """Remove a document and its chunks; returns the removed chunk ids.

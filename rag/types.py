@@ -129,6 +129,7 @@ class IndexSummary:
     embedded: int
     seconds: float
     moved: int = 0  # documents whose unchanged file now lives at another path; kept, not re-added
+    copies: int = 0  # documents added or changed this run that are near-copies of another (rag.duplicates)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -137,6 +138,7 @@ class IndexSummary:
             "unchanged": self.unchanged,
             "removed": self.removed,
             "moved": self.moved,
+            "copies": self.copies,
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "documents": self.documents,
             "chunks": self.chunks,

@@ -32,7 +32,8 @@ def test_index_json_has_exactly_the_documented_keys(tmp_path: Path, capsys: pyte
     assert code == 0
     summary = json.loads(out)
     assert list(summary) == [
-        "added", "updated", "unchanged", "removed", "moved", "skipped", "documents", "chunks", "embedded", "seconds",
+        "added", "updated", "unchanged", "removed", "moved", "copies", "skipped", "documents", "chunks", "embedded",
+        "seconds",
     ]  # fmt: skip
     assert (summary["added"], summary["documents"], summary["embedded"]) == (1, 1, summary["chunks"])
     assert summary["skipped"] == [

@@ -1,0 +1,285 @@
+"""`rag index URL`: pages, feeds and sitemaps from a real HTTP server on 127.0.0.1, and every
+way a site can fail. Nothing leaves the machine."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rag.api import RAG
+from rag.config import Config, ConfigError
+from rag.types import IndexSummary
+from rag.web import Fetcher, FetchError, WebSettings
+from tests.conftest import assert_consistent
+from tests.local_site import LocalSite, Route, atom, rss, sitemap, sitemap_index
+
+PAGES = Path(__file__).parent / "fixtures" / "pages"
+TRUTH = json.loads((PAGES / "truth.json").read_text(encoding="utf-8"))
+
+
+def page(name: str) -> bytes:
+    return (PAGES / name).read_bytes()
+
+
+@pytest.fixture
+def site() -> Iterator[LocalSite]:
+    with LocalSite() as running:
+        yield running
+
+
+@pytest.fixture
+def web_config(tmp_path: Path) -> Config:
+    # The test server is on 127.0.0.1, which is refused unless allowed; no delay between requests.
+    return Config(
+        index_dir=tmp_path / "index", model="hashing-64", encode_group=8, allow_private_urls=True, crawl_delay=0
+    )
+
+
+def index(config: Config, *urls: str) -> IndexSummary:
+    with RAG.open(config=config) as rag:
+        return rag.index(list(urls), progress=False)
+
+
+def reasons(summary: IndexSummary) -> dict[str, str]:
+    return {s.path: s.reason for s in summary.skipped}
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+
+def test_a_page_becomes_a_document_with_title_date_author_site_and_canonical_source(
+    site: LocalSite, web_config: Config
+) -> None:
+    site.routes["/news/fed"] = Route(page("fed-rates-newsroom.html"))
+    summary = index(web_config, site.url("/news/fed"))
+    assert (summary.added, summary.skipped) == (1, ())
+    with RAG.open(config=web_config) as rag:
+        (doc_id,) = rag.resolve(site.url("/news/fed"))
+        doc = rag.document(doc_id)
+    assert doc.title == "Fed holds rates steady as inflation cools"
+    assert doc.date == "2026-09-16"  # published, not the "Updated Sept. 17" of the page
+    assert doc.source == "https://globalwire.example/story/fed-rates"  # the page's canonical URL
+    assert doc.path == site.url("/news/fed")
+    assert doc.meta["author"] == "Mark Olsen" and doc.meta["site"] == "Global Wire"
+    assert "We use cookies" not in doc.text and "Get the morning briefing" not in doc.text
+    assert doc.text.startswith("WASHINGTON (AP) — The U.S. Federal Reserve kept its benchmark rate at 3.75%")
+    assert site.requests[0].headers["user-agent"].startswith("rag-articles/")
+    assert_consistent(web_config.index_dir)
+
+
+def test_reindexing_sends_a_conditional_request_and_embeds_nothing_when_unchanged(
+    site: LocalSite, web_config: Config
+) -> None:
+    site.routes["/a"] = Route(page("dengue-wordpress.html"), etag='"v1"')
+    site.routes["/b"] = Route(page("genome-blog.html"), last_modified="Wed, 16 Sep 2026 08:00:00 GMT")
+    first = index(web_config, site.url("/a"), site.url("/b"))
+    assert first.added == 2 and first.embedded > 0
+    again = index(web_config, site.url("/a"), site.url("/b"))
+    assert (again.added, again.updated, again.unchanged, again.embedded) == (0, 0, 2, 0)
+    assert site.hits("/a")[-1].headers["if-none-match"] == '"v1"'
+    assert site.hits("/b")[-1].headers["if-modified-since"] == "Wed, 16 Sep 2026 08:00:00 GMT"
+    # A changed page (new ETag) is read and replaced.
+    site.routes["/a"] = Route(page("dengue-wordpress.html").replace(b"412 locally", b"530 locally"), etag='"v2"')
+    changed = index(web_config, site.url("/a"))
+    assert (changed.updated, changed.unchanged) == (1, 0)
+    with RAG.open(config=web_config) as rag:
+        assert "530 locally acquired" in rag.document(rag.resolve(site.url("/a"))[0]).text
+    assert_consistent(web_config.index_dir)
+
+
+def test_a_server_without_validators_is_still_not_reembedded(site: LocalSite, web_config: Config) -> None:
+    site.routes["/p"] = Route(page("orbit-launch-amp.html"))
+    index(web_config, site.url("/p"))
+    again = index(web_config, site.url("/p"))
+    assert (again.unchanged, again.embedded) == (1, 0)  # same bytes: same hash, nothing parsed
+
+
+# --- feeds and sitemaps ------------------------------------------------------------------------
+
+
+def test_an_rss_feed_indexes_its_items_and_reports_a_dead_link(site: LocalSite, web_config: Config) -> None:
+    site.routes["/s/genome"] = Route(page("genome-legacy.html").replace(b"Posted:", b"Filed"))  # no date in the page
+    site.routes["/s/bridge"] = Route(page("riverside-bridge-magazine.html"))
+    site.routes["/feed.xml"] = Route(
+        rss(
+            [
+                ("Genome item", site.url("/s/genome"), "Mon, 04 May 2026 09:00:00 GMT"),
+                ("Bridge item", site.url("/s/bridge"), "Wed, 30 Sep 2026 09:00:00 GMT"),
+                ("Gone item", site.url("/s/missing"), "Wed, 30 Sep 2026 10:00:00 GMT"),
+            ]
+        ),
+        content_type="application/rss+xml",
+    )
+    summary = index(web_config, site.url("/feed.xml"))
+    assert summary.added == 2
+    assert reasons(summary) == {site.url("/s/missing"): "HTTP 404 Not Found"}
+    with RAG.open(config=web_config) as rag:
+        genome = rag.document(rag.resolve(site.url("/s/genome"))[0])
+        bridge = rag.document(rag.resolve(site.url("/s/bridge"))[0])
+    assert genome.date == "2026-05-04"  # from the feed entry: the page has none
+    assert genome.meta["feed"] == site.url("/feed.xml")
+    assert bridge.title == "City approves new Riverside bridge" or bridge.title.startswith(TRUTH[
+        "riverside-bridge-magazine.html"]["title"][:10])  # fmt: skip
+    assert_consistent(web_config.index_dir)
+
+
+def test_an_atom_feed_and_a_sitemap_index(site: LocalSite, web_config: Config) -> None:
+    site.routes["/a1"] = Route(page("dengue-amp.html"))
+    site.routes["/a2"] = Route(page("fed-rates-blog.html"))
+    site.routes["/atom"] = Route(
+        atom([("A1", site.url("/a1"), "2026-08-12T00:00:00Z"), ("A2", site.url("/a2"), "2026-09-16T00:00:00Z")]),
+        content_type="application/atom+xml",
+    )
+    site.routes["/p1"] = Route(page("genome-wordpress.html"))
+    site.routes["/p2"] = Route(page("orbit-launch-newsroom.html"))
+    site.routes["/sitemap-news.xml"] = Route(sitemap([site.url("/p1"), site.url("/p2")]), content_type="text/xml")
+    site.routes["/sitemap.xml"] = Route(sitemap_index([site.url("/sitemap-news.xml")]), content_type="text/xml")
+    summary = index(web_config, site.url("/atom"), site.url("/sitemap.xml"))
+    assert (summary.added, summary.skipped) == (4, ())
+
+
+# --- what goes wrong ------------------------------------------------------------------------------
+
+
+def endless() -> Iterator[bytes]:
+    block = b"<p>" + b"x" * 65_536 + b"</p>"
+    for _ in range(1600):  # 100 MB if nothing stops it
+        yield block
+
+
+def test_each_bad_url_gets_its_own_reason_and_the_rest_is_indexed(site: LocalSite, web_config: Config) -> None:
+    config = web_config.replace(fetch_timeout=1.0, max_file_mb=1)
+    site.routes["/good"] = Route(page("dengue-newsroom.html"))
+    site.routes["/500"] = Route(b"oops", status=500, content_type="text/plain")
+    site.routes["/slow"] = Route(page("genome-amp.html"), delay=3)
+    site.routes["/image"] = Route(b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, content_type="image/png")
+    site.routes["/huge"] = Route(endless, declare_length=False)
+    site.routes["/huge-declared"] = Route(b"x" * 2_000_000)
+    site.routes["/broken-feed"] = Route(
+        b"<?xml version='1.0'?><rss><channel><item><title>x", content_type="application/rss+xml"
+    )
+    site.routes["/loop-a"] = Route(status=302, headers={"Location": "/loop-b"})
+    site.routes["/loop-b"] = Route(status=302, headers={"Location": "/loop-a"})
+    site.routes["/to-ftp"] = Route(status=301, headers={"Location": "ftp://127.0.0.1/file"})
+    urls = ["/good", "/500", "/missing", "/slow", "/image", "/huge", "/huge-declared", "/broken-feed", "/loop-a",
+            "/to-ftp"]  # fmt: skip
+    summary = index(config, *(site.url(u) for u in urls))
+    got = reasons(summary)
+    assert summary.added == 1
+    assert got[site.url("/500")] == "HTTP 500 Internal Server Error"
+    assert got[site.url("/missing")] == "HTTP 404 Not Found"
+    assert got[site.url("/slow")].startswith("timed out after 1 s")
+    assert got[site.url("/image")] == "not a web page, feed or sitemap (content type image/png)"
+    assert got[site.url("/huge")] == "more than 1 MB; stopped reading (max_file_mb)"
+    assert got[site.url("/huge-declared")] == "2.0 MB is over the 1 MB limit (max_file_mb)"
+    assert got[site.url("/broken-feed")].startswith("not a readable feed (broken XML")
+    assert got[site.url("/loop-a")].startswith("redirect loop (")
+    assert got[site.url("/to-ftp")] == "only http and https URLs are fetched, not ftp:"
+    assert_consistent(config.index_dir)
+
+
+def test_a_page_that_now_fails_keeps_its_previous_version_and_a_gone_one_is_removed(
+    site: LocalSite, web_config: Config
+) -> None:
+    site.routes["/kept"] = Route(page("genome-newsroom.html"))
+    site.routes["/gone"] = Route(page("dengue-blog.html"))
+    assert index(web_config, site.url("/kept"), site.url("/gone")).added == 2
+    site.routes["/kept"] = Route(b"down for maintenance", status=503, content_type="text/plain")
+    site.routes["/gone"] = Route(b"gone", status=410, content_type="text/plain")
+    summary = index(web_config, site.url("/kept"), site.url("/gone"))
+    assert reasons(summary) == {site.url("/kept"): "HTTP 503 Service Unavailable", site.url("/gone"): "HTTP 410 Gone"}
+    assert (summary.removed, summary.documents) == (1, 1)
+    with RAG.open(config=web_config) as rag:
+        assert "30,847 nucleotides" in rag.document(rag.resolve(site.url("/kept"))[0]).text
+    assert_consistent(web_config.index_dir)
+
+
+def test_private_addresses_are_refused_unless_allowed(site: LocalSite, web_config: Config) -> None:
+    site.routes["/p"] = Route(page("genome-newsroom.html"))
+    summary = index(web_config.replace(allow_private_urls=False), site.url("/p"))
+    assert reasons(summary) == {
+        site.url("/p"): "127.0.0.1 is a private or local address (127.0.0.1); "
+        "set allow_private_urls = true to index pages on your own network"
+    }
+    assert site.requests == []  # refused before connecting
+
+
+def test_robots_txt_is_obeyed_unless_turned_off(site: LocalSite, web_config: Config) -> None:
+    site.routes["/robots.txt"] = Route(b"User-agent: rag-articles\nDisallow: /private/\n", content_type="text/plain")
+    site.routes["/private/p"] = Route(page("genome-newsroom.html"))
+    site.routes["/public/p"] = Route(page("dengue-newsroom.html"))
+    summary = index(web_config, site.url("/private/p"), site.url("/public/p"))
+    assert summary.added == 1
+    assert reasons(summary)[site.url("/private/p")].startswith("robots.txt of the site disallows it")
+    assert site.hits("/private/p") == [] and len(site.hits("/robots.txt")) == 1
+    assert index(web_config.replace(respect_robots=False), site.url("/private/p")).added == 1
+
+
+def test_requests_to_one_host_are_spaced_by_the_crawl_delay(site: LocalSite) -> None:
+    site.routes["/x"] = Route(b"<html><body><p>x</p></body></html>")
+    with Fetcher(WebSettings(user_agent="rag-articles/test", crawl_delay=0.3, allow_private=True)) as fetcher:
+        for _ in range(3):
+            fetcher.get(site.url("/x"))
+    times = [r.at for r in site.hits("/x")]
+    assert all(later - earlier >= 0.29 for earlier, later in itertools.pairwise(times))
+
+
+def test_fetcher_refuses_other_schemes_and_hosts_without_names() -> None:
+    with Fetcher(WebSettings(user_agent="t")) as fetcher:
+        with pytest.raises(FetchError, match="only http and https"):
+            fetcher.get("file:///etc/passwd")
+        with pytest.raises(FetchError, match="private or local address"):
+            fetcher.get("http://localhost/")
+        with pytest.raises(FetchError, match="private or local address"):
+            fetcher.get("http://10.1.2.3/")
+
+
+def test_web_settings_come_from_the_environment_and_the_config_file(tmp_path: Path) -> None:
+    env = {"RAG_ALLOW_PRIVATE_URLS": "yes", "RAG_CRAWL_DELAY": "0.5", "RAG_RESPECT_ROBOTS": "off"}
+    loaded = Config.load(env=env)
+    assert (loaded.allow_private_urls, loaded.crawl_delay, loaded.respect_robots) == (True, 0.5, False)
+    toml = tmp_path / "rag.toml"
+    toml.write_text('fetch_timeout = 5\nuser_agent = "my-bot/1"\nduplicate_threshold = 0.9\n')
+    loaded = Config.load(file=toml, env={})
+    assert (loaded.fetch_timeout, loaded.user_agent, loaded.duplicate_threshold) == (5, "my-bot/1", 0.9)
+    with pytest.raises(ConfigError, match="allow_private_urls='maybe' must be true or false"):
+        Config.load(env={"RAG_ALLOW_PRIVATE_URLS": "maybe"})
+    with pytest.raises(ConfigError, match=r"duplicate_threshold=2\.0 must be between 0"):
+        Config(duplicate_threshold=2.0)
+
+
+# --- the command line, with the real model ---------------------------------------------------------
+
+
+def test_rag_index_url_on_the_command_line(site: LocalSite, tmp_path: Path) -> None:
+    site.routes["/fed"] = Route(page("fed-rates-wordpress.html"), etag='"1"')
+    site.routes["/feed"] = Route(rss([("Dengue", site.url("/dengue"), "Wed, 12 Aug 2026 09:00:00 GMT")]))
+    site.routes["/dengue"] = Route(page("dengue-newsroom.html"))
+    env = {**os.environ, "RAG_ALLOW_PRIVATE_URLS": "true", "RAG_CRAWL_DELAY": "0"}
+    index_dir = str(tmp_path / "idx")
+
+    def rag(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "rag.cli", *args, "--index-dir", index_dir],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+
+    done = rag("index", site.url("/fed"), site.url("/feed"), site.url("/nothing-here"))
+    assert done.returncode == 1, done.stderr  # a URL named on the command line failed: a partial run
+    assert "2 added" in done.stdout and f"{site.url('/nothing-here')}: HTTP 404 Not Found" in done.stdout
+    listed = rag("list")
+    assert "Fed holds rates steady as inflation cools" in listed.stdout and "2026-09-16" in listed.stdout
+    answer = rag("ask", "How many locally acquired dengue cases were reported in Europe?")
+    assert "412" in answer.stdout and "https://globalwire.example/story/dengue" in answer.stdout, answer.stdout
+    again = rag("index", site.url("/fed"), "--json")
+    assert json.loads(again.stdout)["unchanged"] == 1 and json.loads(again.stdout)["embedded"] == 0
