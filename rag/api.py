@@ -577,6 +577,7 @@ class RAG:
                 dense_weight=self.config.dense_weight,
                 candidates=self.config.candidates,
                 keyword_budget=self.config.keyword_budget,
+                duplicate_threshold=self.config.duplicate_threshold,
                 max_k=self.config.max_k,
                 max_question_chars=self.config.max_question_chars,
                 reranker=Reranker(self.config.reranker) if self.config.reranker else None,

@@ -25,7 +25,7 @@ from eval.questions import EvalError
 from rag.answering.backends import LLMError
 from rag.api import RAG, STORE_FILE, AmbiguousError, IndexMismatchError, NoIndexError, NotFoundError
 from rag.config import ANSWERERS, INDEX_TYPES, Config, ConfigError
-from rag.console import chat, print_answer
+from rag.console import also_line, chat, print_answer
 from rag.reranking import RerankerError
 from rag.retrieval import Filters, SearchError
 from rag.store import LIST_ORDERS, StoreError, damaged
@@ -440,6 +440,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     for p in passages:
         print(f"{p.rank}. {p.title} ({p.date or 'no date'})  score {p.score:.3f}")
         print(f"   {p.doc_id} [{p.start}:{p.end}]")
+        if p.also:
+            print(textwrap.fill(also_line(p.also), width=96, initial_indent="   ", subsequent_indent="     "))
         body = p.context if p.context is not None else p.text
         print(textwrap.indent(textwrap.fill(" ".join(body.split()), width=96), "   "))
         print()

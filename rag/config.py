@@ -129,7 +129,7 @@ class Config:
     allow_private_urls: bool = False
     # Articles at least this similar (estimated Jaccard of word 3-grams) are copies of one story:
     # results show one of them, "also published by" the others. 0 turns grouping off.
-    duplicate_threshold: float = 0.7
+    duplicate_threshold: float = 0.5
     # Web chat sessions whose state the server keeps (least recently used go first). Gradio
     # keeps a copy of the page's configuration per session, about 60 KB, 10,000 by default.
     max_sessions: int = 500

@@ -9,14 +9,14 @@ import os
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TextIO
 
 from rag.api import RAG
 from rag.retrieval import SearchError
 from rag.transcript import Conversation, to_markdown, write_conversation
-from rag.types import Answer, Citation
+from rag.types import Answer, Citation, Copy
 from rag.wording import counted
 
 AROUND = 600  # characters shown each side of a cited span by /open
@@ -45,7 +45,7 @@ def print_answer(answer: Answer, out: TextIO, show_prompt: bool = False) -> None
             why = "cites nothing" if not sentence.cited else f"weakly supported ({sentence.support:.2f})"
             print(f"  ! {why}: {textwrap.shorten(sentence.text, 80)}", file=out)
         print(file=out)
-        print_citations(answer.citations, out)
+        print_citations(answer.citations, out, {p.doc_id: p.also for p in answer.passages if p.also})
     if answer.query != answer.question:
         print(f"\n(searched for: {answer.query})", file=out)
 
@@ -55,10 +55,19 @@ def citation_line(c: Citation) -> str:
     return f"[{c.n}] {c.title} ({c.date or 'no date'}) · {c.source} · chars {c.start}-{c.end}"
 
 
-def print_citations(citations: tuple[Citation, ...], out: TextIO) -> None:
+def print_citations(
+    citations: tuple[Citation, ...], out: TextIO, copies: Mapping[str, tuple[Copy, ...]] | None = None
+) -> None:
     for c in citations:
         print(citation_line(c), file=out)
+        if copies and copies.get(c.doc_id):
+            print(textwrap.indent(also_line(copies[c.doc_id]), "    "), file=out)
         print(textwrap.indent(textwrap.fill(f"“{c.quote}”", width=96), "    "), file=out)
+
+
+def also_line(copies: tuple[Copy, ...]) -> str:
+    """ "also published by: Global Wire (https://...), The Valley Courier (https://...)" """
+    return "also published by: " + ", ".join(f"{c.site} ({c.source})" for c in copies)
 
 
 def span_in_context(text: str, start: int, end: int, out: TextIO, around: int = AROUND) -> str:
@@ -141,6 +150,8 @@ class ChatSession:
             return
         for p in self.last.passages:
             print(f"{p.rank}. {p.title} ({p.date or 'no date'}) · {p.source} · chars {p.start}-{p.end}", file=self.out)
+            if p.also:
+                print(f"   {also_line(p.also)}", file=self.out)
             print(textwrap.indent(textwrap.fill(" ".join(p.text.split()), width=96), "   "), file=self.out)
 
     def open(self, arg: str) -> None:

@@ -7,24 +7,30 @@ copies when their estimated Jaccard similarity reaches the ``duplicate_threshold
 Grouping happens when results are shown (``rag.retrieval``), so a changed threshold, an edited
 article or a removed copy takes effect at once, with nothing to recompute.
 
-With 32 bands of 4 rows, a pair at similarity 0.7 becomes a candidate with probability
-1 - (1 - 0.7**4)**32 > 0.9999, a pair at 0.3 with 0.23; candidates are then checked
-against the threshold on the full 128-value signatures.
+With 42 bands of 3 rows, a pair at similarity 0.5 becomes a candidate with probability
+1 - (1 - 0.5**3)**42 = 0.996, a pair at 0.1 with 0.04 and unrelated articles (similarity near
+0.01) almost never; candidates are then checked against the threshold on the full 128-value
+signatures (benchmarks/near_duplicates.py measured both sides).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import re
 import sqlite3
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
 
+from rag.types import Copy
+
 NUM_PERM = 128
-BANDS = 32
-ROWS = NUM_PERM // BANDS
+BANDS = 42
+ROWS = 3  # 126 of the 128 values are banded
 SHINGLE = 3
 _WORD = re.compile(r"\w+")
 
@@ -36,15 +42,16 @@ def shingles(text: str) -> set[bytes]:
     return {" ".join(words[i : i + SHINGLE]).encode() for i in range(len(words) - SHINGLE + 1)}
 
 
-def signature(text: str) -> npt.NDArray[np.uint64]:
+def signature(text: str) -> npt.NDArray[np.uint32]:
     from datasketch import MinHash  # imported here: only indexing pays for it
 
-    minhash = MinHash(num_perm=NUM_PERM, seed=1)
+    # Named, not left to the default: stored signatures stay comparable across datasketch versions.
+    minhash = MinHash(num_perm=NUM_PERM, seed=1, scheme="affine32")
     minhash.update_batch(list(shingles(text)))
-    return np.asarray(minhash.hashvalues, dtype=np.uint64)
+    return np.asarray(minhash.hashvalues, dtype=np.uint32)
 
 
-def band_hashes(sig: npt.NDArray[np.uint64]) -> list[int]:
+def band_hashes(sig: npt.NDArray[np.uint32]) -> list[int]:
     """One 63-bit hash per band (SQLite integers are signed 64-bit)."""
     return [
         int.from_bytes(hashlib.blake2b(sig[b * ROWS : (b + 1) * ROWS].tobytes(), digest_size=8).digest(), "big") >> 1
@@ -52,23 +59,26 @@ def band_hashes(sig: npt.NDArray[np.uint64]) -> list[int]:
     ]
 
 
-def similarity(a: npt.NDArray[np.uint64], b: npt.NDArray[np.uint64]) -> float:
+def similarity(a: npt.NDArray[np.uint32], b: npt.NDArray[np.uint32]) -> float:
     """Estimated Jaccard similarity of the two documents' 3-gram sets."""
     return float(np.mean(a == b))
 
 
-def from_blob(blob: bytes) -> npt.NDArray[np.uint64]:
-    return np.frombuffer(blob, dtype=np.uint64)
+def from_blob(blob: bytes) -> npt.NDArray[np.uint32]:
+    return np.frombuffer(blob, dtype=np.uint32)
 
 
-def signatures(db: sqlite3.Connection, doc_ids: Iterable[str]) -> dict[str, npt.NDArray[np.uint64]]:
+def signatures(db: sqlite3.Connection, doc_ids: Iterable[str]) -> dict[str, npt.NDArray[np.uint32]]:
     wanted = list(dict.fromkeys(doc_ids))
-    found: dict[str, npt.NDArray[np.uint64]] = {}
+    found: dict[str, npt.NDArray[np.uint32]] = {}
     for i in range(0, len(wanted), 500):
         part = wanted[i : i + 500]
-        rows = db.execute(
-            f"SELECT doc_id, signature FROM signatures WHERE doc_id IN ({','.join('?' * len(part))})", part
-        )
+        try:
+            rows = db.execute(
+                f"SELECT doc_id, signature FROM signatures WHERE doc_id IN ({','.join('?' * len(part))})", part
+            ).fetchall()
+        except sqlite3.OperationalError:  # a store from before signatures, opened read-only
+            return {}
         found.update((doc_id, from_blob(blob)) for doc_id, blob in rows)
     return found
 
@@ -78,12 +88,15 @@ MAX_CANDIDATES = 500
 
 def copies_of(db: sqlite3.Connection, doc_id: str, threshold: float) -> list[tuple[str, float]]:
     """Other documents at least ``threshold`` similar to ``doc_id``, most similar first."""
-    rows = db.execute(
-        "SELECT DISTINCT other.doc_id FROM signature_bands mine "
-        "JOIN signature_bands other ON other.band = mine.band AND other.hash = mine.hash "
-        "WHERE mine.doc_id = ? AND other.doc_id != ? LIMIT ?",
-        (doc_id, doc_id, MAX_CANDIDATES),
-    ).fetchall()
+    try:
+        rows = db.execute(
+            "SELECT DISTINCT other.doc_id FROM signature_bands mine "
+            "JOIN signature_bands other ON other.band = mine.band AND other.hash = mine.hash "
+            "WHERE mine.doc_id = ? AND other.doc_id != ? LIMIT ?",
+            (doc_id, doc_id, MAX_CANDIDATES),
+        ).fetchall()
+    except sqlite3.OperationalError:  # a store from before signatures, opened read-only
+        return []
     if not rows:
         return []
     found = signatures(db, [doc_id, *(r[0] for r in rows)])
@@ -92,3 +105,63 @@ def copies_of(db: sqlite3.Connection, doc_id: str, threshold: float) -> list[tup
         return []
     scored = [(other, similarity(mine, sig)) for other, sig in found.items() if other != doc_id]
     return sorted(((o, s) for o, s in scored if s >= threshold), key=lambda pair: -pair[1])
+
+
+def copies(db: sqlite3.Connection, doc_id: str, threshold: float, limit: int = 10) -> tuple[Copy, ...]:
+    """The other publications of ``doc_id``'s article, most similar first."""
+    found = copies_of(db, doc_id, threshold)[:limit]
+    if not found:
+        return ()
+    marks = ",".join("?" * len(found))
+    rows = {
+        row[0]: row[1:]
+        for row in db.execute(
+            f"SELECT id, title, source, date, json_extract(meta, '$.site') FROM documents WHERE id IN ({marks})",
+            [other for other, _ in found],
+        )
+    }
+    return tuple(
+        Copy(other, title, source, site or _site(source), date, score)
+        for other, score in found
+        if other in rows
+        for title, source, date, site in [rows[other]]
+    )
+
+
+def _site(source: str) -> str:
+    """A publisher name for a document that gave none: the URL's host, or the file's name."""
+    host = urlsplit(source).hostname if source.startswith(("http://", "https://")) else None
+    return host or os.path.basename(source.split(":")[0]) or source
+
+
+class CopyFilter:
+    """Walks one search's candidate documents, best first, and says which copy one seen before:
+    a syndicated story fills one result slot, not one per outlet. Each document is compared
+    with the documents kept so far only, so the work grows with the results, not the candidates."""
+
+    FIRST_BATCH = 32
+
+    def __init__(self, db: sqlite3.Connection, threshold: float, order: list[str]) -> None:
+        self.db = db
+        self.needed = math.ceil(threshold * NUM_PERM)  # equal values out of NUM_PERM
+        self.order = list(dict.fromkeys(order))
+        self.signatures = signatures(db, self.order[: self.FIRST_BATCH])
+        self.fetched = set(self.order[: self.FIRST_BATCH])
+        self.kept: list[npt.NDArray[np.uint32]] = []
+        self.verdicts: dict[str, bool] = {}
+
+    def is_copy(self, doc_id: str) -> bool:
+        if doc_id in self.verdicts:
+            return self.verdicts[doc_id]
+        if doc_id not in self.fetched:  # past the first batch: fetch the rest at once
+            rest = [d for d in self.order if d not in self.fetched]
+            self.signatures.update(signatures(self.db, rest or [doc_id]))
+            self.fetched.update(rest or [doc_id])
+        mine = self.signatures.get(doc_id)
+        copy = mine is not None and bool(
+            self.kept and (np.count_nonzero(np.stack(self.kept) == mine, axis=1) >= self.needed).any()
+        )
+        if not copy and mine is not None:
+            self.kept.append(mine)
+        self.verdicts[doc_id] = copy
+        return copy

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.types import Passage
+from rag import duplicates
+from rag.types import Copy, Passage
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -302,8 +303,10 @@ class Retriever:
         reranker: Callable[[str, Sequence[str]], list[float]] | None = None,
         rerank_depth: int = 20,
         keyword_budget: int = KEYWORD_BUDGET,
+        duplicate_threshold: float = 0.0,
     ) -> None:
         self.db = db
+        self.duplicate_threshold = duplicate_threshold  # 0: copies of one story are not grouped
         self.reranker = reranker
         self.rerank_depth = rerank_depth
         self.max_k = max_k
@@ -574,6 +577,11 @@ class Retriever:
         if not ranked:
             return []
         rows = self._chunk_rows([cid for cid, _ in ranked])
+        copies = (
+            duplicates.CopyFilter(self.db, self.duplicate_threshold, [rows[cid][0] for cid, _ in ranked if cid in rows])
+            if self.duplicate_threshold > 0
+            else None
+        )
         chosen: list[tuple[int, float]] = []
         overflow: list[tuple[int, float]] = []
         per_doc: dict[str, int] = {}
@@ -581,6 +589,8 @@ class Retriever:
             if cid not in rows:
                 continue  # removed since the candidate lists were made
             doc_id = rows[cid][0]
+            if copies is not None and copies.is_copy(doc_id):
+                continue  # a syndicated copy of a better-ranked document: it is listed under that one
             if per_doc.get(doc_id, 0) < cap:
                 per_doc[doc_id] = per_doc.get(doc_id, 0) + 1
                 chosen.append((cid, score))
@@ -611,6 +621,12 @@ class Retriever:
             )
         if neighbours:
             passages = [self._with_context(p, rows[p.chunk_id][1], neighbours) for p in passages]
+        if self.duplicate_threshold > 0:
+            found: dict[str, tuple[Copy, ...]] = {}
+            for p in passages:
+                if p.doc_id not in found:
+                    found[p.doc_id] = duplicates.copies(self.db, p.doc_id, self.duplicate_threshold)
+            passages = [replace(p, also=found[p.doc_id]) if found[p.doc_id] else p for p in passages]
         return passages
 
     def _chunk_rows(self, ids: Sequence[int]) -> dict[int, tuple[str, int, int, int, str, str, str, str | None]]:

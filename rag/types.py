@@ -47,6 +47,28 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class Copy:
+    """Another publication of a passage's article (a syndicated copy, see rag.duplicates)."""
+
+    doc_id: str
+    title: str
+    source: str
+    site: str  # the publisher's name where the page gave one, else the host or file name
+    date: str | None
+    similarity: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "source": self.source,
+            "site": self.site,
+            "date": self.date,
+            "similarity": round(self.similarity, 3),
+        }
+
+
+@dataclass(frozen=True)
 class Passage:
     """A retrieved chunk with where it came from and why it ranked where it did.
 
@@ -69,6 +91,8 @@ class Passage:
     context_start: int | None = None
     context_end: int | None = None
     context: str | None = None
+    # The same story elsewhere: results show one copy of a syndicated article, this one.
+    also: tuple[Copy, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -82,6 +106,7 @@ class Passage:
             "end": self.end,
             "text": self.text,
             "score": round(self.score, 6),
+            "also_published_by": [copy.to_json() for copy in self.also],
         }
 
 

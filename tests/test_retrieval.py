@@ -161,7 +161,19 @@ def test_cli_search_json_and_text(tmp_path: Path, capsys: pytest.CaptureFixture[
     capsys.readouterr()
     assert main(["search", "Panjshir Valley resistance", "-k", "2", "--index-dir", idx, "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
-    keys = ["rank", "doc_id", "title", "date", "source", "chunk_id", "start", "end", "text", "score"]
+    keys = [
+        "rank",
+        "doc_id",
+        "title",
+        "date",
+        "source",
+        "chunk_id",
+        "start",
+        "end",
+        "text",
+        "score",
+        "also_published_by",
+    ]
     assert [list(r) for r in results] == [keys] * 2
     assert main(["search", "Panjshir Valley resistance", "-k", "1", "--index-dir", idx]) == 0
     out = capsys.readouterr().out

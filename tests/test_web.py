@@ -3,6 +3,7 @@ way a site can fail. Nothing leaves the machine."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -15,12 +16,15 @@ import pytest
 
 from rag.api import RAG
 from rag.config import Config, ConfigError
+from rag.console import print_answer
 from rag.types import IndexSummary
 from rag.web import Fetcher, FetchError, WebSettings
 from tests.conftest import assert_consistent
 from tests.local_site import LocalSite, Route, atom, rss, sitemap, sitemap_index
+from ui.render import sources_html
 
 PAGES = Path(__file__).parent / "fixtures" / "pages"
+REPO_NEWS = Path(__file__).parents[1] / "examples" / "news"
 TRUTH = json.loads((PAGES / "truth.json").read_text(encoding="utf-8"))
 
 
@@ -283,3 +287,60 @@ def test_rag_index_url_on_the_command_line(site: LocalSite, tmp_path: Path) -> N
     assert "412" in answer.stdout and "https://globalwire.example/story/dengue" in answer.stdout, answer.stdout
     again = rag("index", site.url("/fed"), "--json")
     assert json.loads(again.stdout)["unchanged"] == 1 and json.loads(again.stdout)["embedded"] == 0
+
+
+# --- syndicated copies ------------------------------------------------------------------------------
+
+
+def syndicated(html: bytes) -> bytes:
+    """The wire story as another outlet runs it: its own dateline credit, two sentences reworded."""
+    return (
+        html.replace("LISBON, Portugal —".encode(), "LISBON (Reuters) —".encode())
+        .replace(b"the most since records began", b"the highest number since records started")
+        .replace(b"Belgium within five years", b"Belgium within five years, perhaps sooner")
+    )
+
+
+def test_syndicated_copies_fill_one_result_and_list_the_other_outlets(site: LocalSite, web_config: Config) -> None:
+    site.routes["/wire"] = Route(page("dengue-newsroom.html"))  # Global Wire
+    site.routes["/local"] = Route(syndicated(page("dengue-wordpress.html")))  # Riverside Local News
+    site.routes["/other"] = Route(page("fed-rates-newsroom.html"))
+    summary = index(web_config, site.url("/wire"), site.url("/local"), site.url("/other"))
+    assert (summary.added, summary.copies) == (3, 1)  # found when the second copy was indexed
+    with RAG.open(config=web_config) as rag:
+        wire, local = rag.resolve(site.url("/wire"))[0], rag.resolve(site.url("/local"))[0]
+        assert "highest number since records started" in rag.document(local).text
+        passages = rag.search("dengue cases in Europe tiger mosquito", k=5)
+        shown = {p.doc_id for p in passages}
+        assert len(shown & {wire, local}) == 1, "both copies of one story took result slots"
+        best = next(p for p in passages if p.doc_id in {wire, local})
+        (copy,) = best.also
+        assert copy.doc_id == ({wire, local} - {best.doc_id}).pop()
+        assert copy.site in ("Global Wire", "riverside.example") and copy.similarity >= 0.7
+        assert best.to_json()["also_published_by"][0]["doc_id"] == copy.doc_id
+        # The answer cites one copy and names the other outlet, in the terminal and in the web chat.
+        answer = rag.ask("How many locally acquired dengue cases were reported in Europe?")
+        out = io.StringIO()
+        print_answer(answer, out)
+        assert f"also published by: {copy.site} ({copy.source})" in out.getvalue(), out.getvalue()
+        shown = sources_html(answer, lambda doc_id: rag.document(doc_id).text)
+        assert f'Also published by <a href="{copy.source}"' in shown
+    # Turned off, both copies come back.
+    with RAG.open(config=web_config.replace(duplicate_threshold=0)) as rag:
+        assert {wire, local} <= {p.doc_id for p in rag.search("dengue cases in Europe tiger mosquito", k=5)}
+
+
+def test_copies_are_found_for_documents_indexed_before_signatures_existed(tmp_path: Path, web_config: Config) -> None:
+    import sqlite3
+
+    text = (REPO_NEWS / "dengue.md").read_text(encoding="utf-8")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.md").write_text(text, encoding="utf-8")
+    index(web_config, str(tmp_path / "src"))
+    db = sqlite3.connect(web_config.index_dir / "store.sqlite")
+    with db:
+        db.execute("DELETE FROM signatures")  # as a store made by an older rag
+    db.close()
+    (tmp_path / "src" / "b.md").write_text(text.replace("By Sofia Marques", "By Staff"), encoding="utf-8")
+    summary = index(web_config, str(tmp_path / "src"))
+    assert (summary.added, summary.copies) == (1, 1)

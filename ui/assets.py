@@ -22,6 +22,8 @@ CSS = """
 .rag-source mark, .rag-reader mark { background: #fde68a; color: #1f2937; padding: 0 0.1em; border-radius: 2px; }
 .dark .rag-source mark, .dark .rag-reader mark { background: #92400e; color: #fffbeb; }
 .dark .rag-source .meta, .dark .rag-reader .meta { color: #9ca3af; }
+.rag-source .rag-also { color: #4b5563; font-size: 0.85em; font-style: italic; margin-bottom: 0.3em; }
+.dark .rag-source .rag-also { color: #9ca3af; }
 .dark .rag-source { border-left-color: #4b5563; }
 .rag-cite { text-decoration: none; font-weight: 600; }
 .rag-table { border-collapse: collapse; margin: 0.4em 0; }

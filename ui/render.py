@@ -195,9 +195,25 @@ def sources_html(answer: Answer, document_text: Callable[[str], str]) -> str:
         blocks.append(
             f'<div class="rag-source" id="source-{key}-{c.n}"><div class="meta"><span class="n">[{c.n}]</span> '
             f"{escape(c.title)} · {escape(c.date or 'no date')} · {escape(_short_source(c.source))} · "
-            f"{open_link}</div>{_highlighted(window, window_start, c, phrase)}</div>"
+            f"{open_link}</div>{_also_html(passage, answer.passages, c.doc_id)}"
+            f"{_highlighted(window, window_start, c, phrase)}</div>"
         )
     return '<div class="rag-sources">' + "".join(blocks) + "</div>"
+
+
+def _also_html(passage: Passage | None, passages: tuple[Passage, ...], doc_id: str) -> str:
+    """ "Also published by" the other outlets that ran the same story, each a link to its copy."""
+    found = passage or next((p for p in passages if p.doc_id == doc_id), None)
+    if found is None or not found.also:
+        return ""
+    links = ", ".join(
+        f'<a href="{escape(c.source)}" target="_blank" rel="noopener noreferrer" title="{escape(c.title)}">'
+        f"{escape(c.site)}</a>"
+        if c.source.startswith(("http://", "https://"))
+        else f'<span title="{escape(c.source)}">{escape(c.site)}</span>'
+        for c in found.also
+    )
+    return f'<div class="rag-also">Also published by {links}</div>'
 
 
 def _containing(passages: tuple[Passage, ...], c: Citation) -> Passage | None:
