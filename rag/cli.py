@@ -12,10 +12,12 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import sqlite3
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,6 +103,25 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--index-type", choices=INDEX_TYPES, help="flat (exact) or ivf (approximate)")
     index.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     _common(index)
+
+    watch = commands.add_parser(
+        "watch",
+        help="keep folders, pages and feeds indexed: index again every DURATION until Ctrl-C",
+        description=(
+            "Runs `rag index PATH_OR_URL...` now and then every DURATION: new and changed files and "
+            "feed items are added, deleted files removed (pages answer conditional requests, so an "
+            "unchanged feed costs little). A running `rag serve` on the same index sees each change. "
+            "One line per run that changed something; Ctrl-C (or SIGTERM) stops between or during "
+            "runs and leaves the index consistent."
+        ),
+    )
+    watch.add_argument(
+        "paths", nargs="+", metavar="PATH_OR_URL", help="files, folders, or http(s) URLs of pages, feeds and sitemaps"
+    ).complete = FILE  # type: ignore[attr-defined]
+    watch.add_argument(
+        "--every", default="5m", metavar="DURATION", help="time between runs: 90s, 5m, 1h or seconds (default 5m)"
+    )
+    _common(watch)
 
     listing = commands.add_parser(
         "list",
@@ -312,6 +333,11 @@ def _summary_text(summary: IndexSummary, index_dir: Path) -> str:
         f"The index holds {counted(summary.documents, 'document')} in {counted(summary.chunks, 'chunk')}; "
         f"{counted(summary.embedded, 'chunk')} {'was' if summary.embedded == 1 else 'were'} embedded this run.",
     ]
+    if summary.copies:
+        lines.append(
+            f"{counted(summary.copies, 'new document')} {'is a copy' if summary.copies == 1 else 'are copies'} of "
+            "an article already indexed (syndicated): results show one copy and list the others."
+        )
     if summary.skipped:
         lines.append(f"Skipped {len(summary.skipped)}:")
         lines.extend(f"  {s.path}: {s.reason}" for s in summary.skipped)
@@ -341,6 +367,61 @@ def cmd_index(args: argparse.Namespace) -> int:
         s for s in summary.skipped if s.reason == "no such file or folder" or (is_url(s.path) and s.path in named)
     ]
     return EXIT_PARTIAL if missing else EXIT_OK
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90", "90s", "5m", "1.5h" or "1d"; at least one second."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
+    if not match:
+        raise ConfigError(f"--every {text!r} is not a duration; write it like 90s, 5m, 1h or 1d")
+    seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    if seconds < 1:
+        raise ConfigError(f"--every {text!r} is under a second; wait at least 1s between runs")
+    return seconds
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    every = parse_duration(args.every)
+    config = _config(args)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (a service manager) stops as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, stop)
+    reported: set[tuple[str, str]] = set()
+    runs = 0
+    try:
+        with RAG.open(config=config) as rag:
+            if not args.json:
+                print(f"Watching {counted(len(args.paths), 'source')} every {args.every}; Ctrl-C stops.", flush=True)
+            while True:
+                summary = rag.index(args.paths, progress=False)
+                runs += 1
+                problems = {(s.path, s.reason) for s in summary.skipped}
+                if args.json:
+                    print(json.dumps({"run": runs, "at": _clock(), **summary.to_json()}), flush=True)
+                elif runs == 1 or summary.added or summary.updated or summary.removed or summary.moved:
+                    print(
+                        f"[{_clock()}] {summary.added} added, {summary.updated} updated, "
+                        f"{summary.unchanged} unchanged, {summary.removed} removed; "
+                        f"{counted(summary.embedded, 'chunk')} embedded; the index holds "
+                        f"{counted(summary.documents, 'document')}"
+                        + (f" ({summary.copies} new copies of indexed articles)" if summary.copies else ""),
+                        flush=True,
+                    )
+                if not args.json:
+                    # A problem is said once, and again only after it went away and came back.
+                    for path, reason in sorted(problems - reported):
+                        print(f"[{_clock()}] skipped {path}: {reason}", flush=True)
+                reported = problems
+                time.sleep(every)
+    except KeyboardInterrupt:
+        print(f"rag: stopped watching after {counted(runs, 'run')}; the index is consistent", file=sys.stderr)
+        return EXIT_OK
+
+
+def _clock() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -589,6 +670,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "index": cmd_index,
+    "watch": cmd_watch,
     "list": cmd_list,
     "remove": cmd_remove,
     "show": cmd_show,
