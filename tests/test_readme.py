@@ -35,6 +35,9 @@ EXPECTED = {
     "RAG_CHUNK_TOKENS=192 rag status": "chunk tokens 192",
     "rag --version": "rag 0.",
     "python -c 'from rag import RAG": "Who will pay for two thirds of Riverside bridge repairs?",
+    "RAG_ALLOW_PRIVATE_URLS=true rag index http": "1 new document is a copy of an article already indexed",
+    'rag ask "How many dengue cases': "also published by: Global Wire (https://globalwire.example/story/dengue)",
+    "RAG_ALLOW_PRIVATE_URLS=true timeout": "5 added, 0 updated, 3 unchanged, 0 removed",
 }
 
 
@@ -64,9 +67,37 @@ def test_every_tested_readme_command_runs(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("RAG_")}
     env.update(PATH=f"{BIN}{os.pathsep}{env['PATH']}", HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
     outputs: dict[str, str] = {}
+    background: list[subprocess.Popen[bytes]] = []
+    try:
+        run_all(tmp_path, env, outputs, background)
+    finally:
+        for proc in background:
+            proc.terminate()
+            proc.wait(10)
+    for start, expected in EXPECTED.items():
+        (line,) = [line for line in outputs if line.startswith(start)]
+        assert expected in " ".join(outputs[line].split()), f"{line} printed:\n{outputs[line][-2000:]}"
+    assert len(json.loads((tmp_path / "bridge.json").read_text())["turns"]) == 3
+    assert "_shtab_rag" in (tmp_path / "rag-completion.bash").read_text()
+    assert {"runs", "squad-index", "rag-192", ".rag", "web-index"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def run_all(
+    tmp_path: Path, env: dict[str, str], outputs: dict[str, str], background: list[subprocess.Popen[bytes]]
+) -> None:
     for line in readme_commands((REPO / "README.md").read_text()):
         if line.startswith("rag serve"):
             outputs[line] = serve(line, tmp_path, env)
+            continue
+        if line.split("#")[0].rstrip().endswith("&"):
+            # A server the next lines use (python -m http.server ... &): started as the line says,
+            # stopped when the test ends, as `kill %1` would.
+            command = line.split("#")[0].rstrip().removesuffix("&")
+            log = tmp_path / "background.log"
+            background.append(start_server(["bash", "-c", f"cd {tmp_path} && exec {command}"], log, env))
+            port = re.search(r"http\.server (\d+)", command)
+            if port:
+                wait_for_http(f"http://127.0.0.1:{port.group(1)}/", background[-1], command, log)
             continue
         started = time.monotonic()
         done = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -74,13 +105,7 @@ def test_every_tested_readme_command_runs(tmp_path: Path) -> None:
         assert done.returncode == 0 and "Traceback" not in done.stderr, (
             f"{line}\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
         )
-        outputs[line] = done.stdout
-    for start, expected in EXPECTED.items():
-        (line,) = [line for line in outputs if line.startswith(start)]
-        assert expected in " ".join(outputs[line].split()), f"{line} printed:\n{outputs[line][-2000:]}"
-    assert len(json.loads((tmp_path / "bridge.json").read_text())["turns"]) == 3
-    assert "_shtab_rag" in (tmp_path / "rag-completion.bash").read_text()
-    assert {"runs", "squad-index", "rag-192", ".rag"} <= {p.name for p in tmp_path.iterdir()}
+        outputs[line] = done.stdout + done.stderr
 
 
 def serve(line: str, cwd: Path, env: dict[str, str]) -> str:
