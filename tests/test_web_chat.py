@@ -201,3 +201,38 @@ def test_screenshots(served: Served, browser: Any, name: str, viewport: tuple[in
     if scheme == "dark":  # the highlight keeps light text on a dark amber
         colour = page.evaluate("getComputedStyle(document.querySelector('#sources mark')).color")
         assert colour == "rgb(255, 251, 235)"
+
+
+@pytest.mark.parametrize(
+    ("name", "viewport", "scheme"),
+    [("also-desktop.png", (1280, 860), "light"), ("also-dark.png", (1280, 860), "dark"),
+     ("also-mobile.png", (400, 820), "light")],
+)  # fmt: skip
+def test_a_syndicated_story_is_cited_once_and_names_the_other_outlet(
+    tmp_path: Path, browser: Any, name: str, viewport: tuple[int, int], scheme: str
+) -> None:
+    site = REPO / "examples" / "site"
+    index_dir = tmp_path / "index"
+    with RAG.open(index_dir) as rag:
+        rag.index([site / "dengue.html", site / "dengue-local.html", site / "fed-rates.html"], progress=False)
+    server = Served(index_dir, tmp_path)
+    server.start()
+    try:
+        page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=scheme)
+        page.goto(server.url + ("?__theme=dark" if scheme == "dark" else ""))
+        page.wait_for_selector("#question textarea")
+        ask(page, "How many dengue cases were reported in Europe?")
+        answered(page, "412")
+        if viewport[0] < 700:  # on a phone the sources wait in their drawer: open it from a citation
+            page.click("#chat a.rag-cite")
+        also = page.wait_for_selector("#sources .rag-also", state="visible", timeout=30_000)
+        text = also.inner_text()
+        assert text.startswith("Also published by ") and ("Global Wire" in text or "Riverside Local News" in text)
+        href = page.get_attribute("#sources .rag-also a", "href")
+        assert href in ("https://globalwire.example/story/dengue", "https://riverside.example/2026/dengue/")
+        assert page.inner_text("#sources").count("Dengue cases rise in southern Europe") == 1  # one copy cited
+        page.wait_for_timeout(500)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / name), full_page=viewport[0] < 700)
+    finally:
+        server.stop()

@@ -117,8 +117,10 @@ class ChatService:
         rag = self.collections[name].rag
         if rag is None:
             return []
-        _, docs = rag.documents(limit=3)
-        return [f"What does “{d.title}” report?" for d in docs]
+        _, docs = rag.documents(limit=6)
+        # One question per title: copies of a syndicated story share theirs.
+        titles = list(dict.fromkeys(d.title for d in docs))[:3]
+        return [f"What does “{title}” report?" for title in titles]
 
     # --- answering -----------------------------------------------------------------------
 
