@@ -229,7 +229,12 @@ class Indexer:
             doc = page_document(page.url, response.body, kind_of(response), response.url, item_meta)
         except UnreadableError as exc:
             return Skipped(page.url, str(exc))  # the page's earlier version, if any, is kept
-        for old in set(self.store.document_ids_for_path(page.url)) - {doc.id}:
+        stored = self.store.document_ids_for_path(page.url)
+        if len(stored) == 1 and stored[0] != doc.id:
+            before = self.store.get_document(stored[0])
+            if before is not None and before.source == doc.source:
+                doc = replace(doc, id=stored[0])  # an edited headline keeps the page's id
+        for old in set(stored) - {doc.id}:
             self._remove(old)  # the page now names another canonical URL
             counts.removed += 1
         self._consider(doc, pending, counts)

@@ -98,6 +98,21 @@ def test_reindexing_sends_a_conditional_request_and_embeds_nothing_when_unchange
     assert_consistent(web_config.index_dir)
 
 
+def test_an_edited_headline_keeps_the_id_and_a_page_is_removed_by_its_url(site: LocalSite, web_config: Config) -> None:
+    site.routes["/p"] = Route(page("dengue-newsroom.html"))
+    index(web_config, site.url("/p"))
+    with RAG.open(config=web_config) as rag:
+        (before,) = rag.resolve(site.url("/p"))
+    site.routes["/p"] = Route(page("dengue-newsroom.html").replace(b"Dengue cases rise", b"Dengue cases climb"))
+    assert index(web_config, site.url("/p")).updated == 1
+    with RAG.open(config=web_config) as rag:
+        assert rag.resolve(site.url("/p")) == [before]
+        assert rag.document(before).title == "Dengue cases climb in southern Europe"
+        assert rag.resolve("https://globalwire.example/story/dengue") == [before]  # the canonical URL too
+        assert rag.remove(site.url("/p")) == [before]
+    assert_consistent(web_config.index_dir)
+
+
 def test_a_server_without_validators_is_still_not_reembedded(site: LocalSite, web_config: Config) -> None:
     site.routes["/p"] = Route(page("orbit-launch-amp.html"))
     index(web_config, site.url("/p"))
