@@ -84,9 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
             "a page that fails keeps its previous version."
         ),
     )
-    index.add_argument(
-        "paths", nargs="*", metavar="PATH_OR_URL", help="files, folders, or http(s) URLs of pages, feeds and sitemaps"
-    ).complete = FILE  # type: ignore[attr-defined]
+    _sources(index, "*")
     index.add_argument(
         "--rebuild",
         action="store_true",
@@ -115,9 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
             "runs and leaves the index consistent."
         ),
     )
-    watch.add_argument(
-        "paths", nargs="+", metavar="PATH_OR_URL", help="files, folders, or http(s) URLs of pages, feeds and sitemaps"
-    ).complete = FILE  # type: ignore[attr-defined]
+    _sources(watch, "+")
     watch.add_argument(
         "--every", default="5m", metavar="DURATION", help="time between runs: 90s, 5m, 1h or seconds (default 5m)"
     )
@@ -272,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(serve)
     return parser
+
+
+def _sources(parser: argparse.ArgumentParser, nargs: str) -> None:
+    """What `rag index` and `rag watch` read: paths and URLs (shell completion offers files)."""
+    parser.add_argument(
+        "paths", nargs=nargs, metavar="PATH_OR_URL", help="files, folders, or http(s) URLs of pages, feeds and sitemaps"
+    ).complete = FILE  # type: ignore[attr-defined]
 
 
 def _filter_options(parser: argparse.ArgumentParser, passages: bool = True) -> None:

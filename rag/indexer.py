@@ -198,9 +198,7 @@ class Indexer:
                 problem = self._consider_page(result, pending, counts)
                 if problem is not None:
                     skipped.append(problem)
-                if pending.chunks >= self.encode_group:
-                    self._flush(pending, counts)
-                    pending = _Pending()
+                pending = self._flush_if_full(pending, counts)
             self._flush(pending, counts)
             self.chunk_progress.close()
             bar.close()
@@ -307,9 +305,7 @@ class Indexer:
         self.chunk_progress = ChunkProgress(not bar.disable)
         for doc in bar:
             self._consider(doc, pending, counts)
-            if pending.chunks >= self.encode_group:
-                self._flush(pending, counts)
-                pending = _Pending()
+            pending = self._flush_if_full(pending, counts)
         self._flush(pending, counts)
         self.chunk_progress.close()
         bar.close()
@@ -324,6 +320,13 @@ class Indexer:
         chunks = self.chunk(doc)
         pending.items.append((doc, chunks, stored_hash is not None))
         pending.chunks += len(chunks)
+
+    def _flush_if_full(self, pending: _Pending, counts: _Counts) -> _Pending:
+        """Write what is pending once it holds an encoder group's worth of chunks."""
+        if pending.chunks < self.encode_group:
+            return pending
+        self._flush(pending, counts)
+        return _Pending()
 
     def _summary(self, counts: _Counts, skipped: list[Skipped], started: float) -> IndexSummary:
         totals = self.store.counts()

@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.robotparser
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -277,12 +277,18 @@ def kind_of(response: Response) -> str:
     raise FetchError(f"not a web page, feed or sitemap (content type {content_type or 'unknown'})")
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def ungzip(body: bytes, limit: int) -> bytes:
     """A gzipped sitemap's bytes, stopping at ``limit`` (a small file can unpack to gigabytes)."""
-    if not body.startswith(b"\x1f\x8b"):
+    if not body.startswith(GZIP_MAGIC):
         return body
-    with gzip.GzipFile(fileobj=io.BytesIO(body)) as fh:
-        data = fh.read(limit + 1)
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(body)) as fh:
+            data = fh.read(limit + 1)
+    except (OSError, EOFError) as exc:
+        raise FetchError(f"not readable gzip data ({exc})") from exc
     if len(data) > limit:
         raise FetchError(f"unpacks to more than {limit / 1e6:g} MB (max_file_mb)")
     return data
@@ -393,13 +399,15 @@ def crawl(
             if response.body is None:
                 yield Page(url, response, item, feed)
                 return
+            if response.body.startswith(GZIP_MAGIC):  # sitemap.xml.gz, or a server that gzips twice
+                response = replace(response, body=ungzip(response.body, fetcher.settings.max_bytes))
             kind = kind_of(response)
         except FetchError as exc:
             yield Failure(url, str(exc), exc.status)
             return
         if kind == FEED and not nested:
             try:
-                parsed = parse_feed(response.body, response.url)
+                parsed = parse_feed(response.body or b"", response.url)
             except FetchError as exc:
                 yield Failure(url, str(exc))
                 return

@@ -3,6 +3,7 @@ way a site can fail. Nothing leaves the machine."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import itertools
 import json
@@ -159,9 +160,18 @@ def test_an_atom_feed_and_a_sitemap_index(site: LocalSite, web_config: Config) -
     site.routes["/p1"] = Route(page("genome-wordpress.html"))
     site.routes["/p2"] = Route(page("orbit-launch-newsroom.html"))
     site.routes["/sitemap-news.xml"] = Route(sitemap([site.url("/p1"), site.url("/p2")]), content_type="text/xml")
-    site.routes["/sitemap.xml"] = Route(sitemap_index([site.url("/sitemap-news.xml")]), content_type="text/xml")
-    summary = index(web_config, site.url("/atom"), site.url("/sitemap.xml"))
-    assert (summary.added, summary.skipped) == (4, ())
+    site.routes["/p3"] = Route(page("panjshir-amp.html"))
+    packed = gzip.compress(sitemap([site.url("/p3")]))
+    site.routes["/sitemap-old.xml.gz"] = Route(packed, content_type="application/x-gzip")
+    bomb = gzip.compress(b"<urlset>" + b" " * 3_000_000)  # 3 MB unpacked from a few kB
+    site.routes["/bomb.xml.gz"] = Route(bomb, content_type="application/x-gzip")
+    site.routes["/sitemap.xml"] = Route(
+        sitemap_index([site.url("/sitemap-news.xml"), site.url("/sitemap-old.xml.gz"), site.url("/bomb.xml.gz")]),
+        content_type="text/xml",
+    )
+    summary = index(web_config.replace(max_file_mb=1), site.url("/atom"), site.url("/sitemap.xml"))
+    assert summary.added == 5
+    assert reasons(summary) == {site.url("/bomb.xml.gz"): "unpacks to more than 1 MB (max_file_mb)"}
 
 
 # --- what goes wrong ------------------------------------------------------------------------------
