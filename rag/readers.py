@@ -276,15 +276,17 @@ def read_html(data: bytes, url: str | None = None) -> Parsed:
     0.925 against 0.737 on 36 news layouts), htmldate the publication date. Pages trafilatura
     finds no article in (short or degenerate ones) go to the hand-written extractor."""
     page = decode_text(data)
-    builtin = _read_html_builtin(page)
     found = _trafilatura(page, url)
     if found is None:
-        return builtin
+        return _read_html_builtin(page)
     text, title, author, site, canonical = found
     header_date, text = split_date_header(text)
-    date = _page_date(page, text) or builtin.date or normalise_date(header_date)
+    date = _page_date(page, text) or normalise_date(header_date)
     meta = {key: value for key, value in (("author", author), ("site", site)) if value}
-    return Parsed(text=text, title=title or builtin.title, date=date, meta=meta, url=canonical or builtin.url)
+    if not (title and date and canonical):  # the hand-written reader's metadata fills the gaps
+        builtin = _read_html_builtin(page)
+        title, date, canonical = title or builtin.title, date or builtin.date, canonical or builtin.url
+    return Parsed(text=text, title=title, date=date, meta=meta, url=canonical)
 
 
 @functools.cache
@@ -316,10 +318,13 @@ def _trafilatura(page: str, url: str | None) -> tuple[str, str | None, str | Non
     return text, doc.title or None, doc.author or None, doc.sitename or None, doc.url or None
 
 
-_VISIBLE_DATE = re.compile(
-    r"\b(?:published|posted|updated|first published)\s*(?:on\s*)?:?\s*"
-    r"((?:[A-Z][a-z]{2,8}\.? \d{1,2},? \d{4})|(?:\d{1,2} [A-Z][a-z]{2,8}\.? \d{4})|(?:\d{4}-\d{2}-\d{2}))",
-    re.IGNORECASE,
+_DATE_WORDS = (
+    r"\s*(?:on\s*)?:?\s*((?:[a-z]{3,9}\.? \d{1,2},? \d{4})|(?:\d{1,2} [a-z]{3,9}\.? \d{4})|(?:\d{4}-\d{2}-\d{2}))"
+)
+# A publication line wins over an update line wherever each stands.
+_VISIBLE_DATES = (
+    re.compile(r"\b(?:published|posted)" + _DATE_WORDS, re.IGNORECASE),
+    re.compile(r"\bupdated" + _DATE_WORDS, re.IGNORECASE),
 )
 
 
@@ -339,12 +344,14 @@ def _page_date(page: str, text: str) -> str | None:
     structured = htmldate(False)
     if structured:
         return structured
-    for candidate in (text, _tidy(re.sub(r"<[^>]+>", " ", page))):
-        match = _VISIBLE_DATE.search(candidate[:5000])
-        if match:
-            found = normalise_date(re.sub(r"\bSept\b", "Sep", match.group(1).replace(".", ""), flags=re.IGNORECASE))
-            if found:
-                return found
+    for pattern in _VISIBLE_DATES:
+        for candidate in (text, _tidy(re.sub(r"<[^>]+>", " ", page))):
+            match = pattern.search(candidate[:5000])
+            if match:
+                written = re.sub(r"\bSept\b", "Sep", match.group(1).replace(".", ""), flags=re.IGNORECASE)
+                found = normalise_date(written)
+                if found:
+                    return found
     return htmldate(True)
 
 

@@ -369,3 +369,11 @@ def test_copies_are_found_for_documents_indexed_before_signatures_existed(tmp_pa
     (tmp_path / "src" / "b.md").write_text(text.replace("By Sofia Marques", "By Staff"), encoding="utf-8")
     summary = index(web_config, str(tmp_path / "src"))
     assert (summary.added, summary.copies) == (1, 1)
+
+
+def test_a_published_line_wins_over_an_updated_line_above_it() -> None:
+    from rag.readers import read_html
+
+    story = b"<p>" + b"The council met on Tuesday and voted on the budget. " * 8 + b"</p>"
+    page = b"<html><body><article><p>Updated Sept. 17, 2026</p><p>Published Sept. 16, 2026</p>" + story
+    assert read_html(page + b"</article></body></html>").date == "2026-09-16"
