@@ -36,7 +36,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 # (about 5 minutes the first time; pip caches the wheel after that). The browser test uses
 # Debian's chromium, installed here when missing (this needs root, as on these machines).
 $(BIN)/.installed-test: $(BIN)/.installed
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet -e ".[dev,llm]"
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet -e ".[dev,llm,scale]"
 	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
 	touch $@
 

@@ -172,6 +172,11 @@ def _load_onnx(name: str, int8: bool) -> tuple[Any, EncoderSettings, Any]:
     tokenizer.enable_padding()
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # warnings about unused initialisers are not the user's concern
+    # ONNX Runtime ignores OMP_NUM_THREADS, the knob PyTorch and Ray use (a Ray actor given one
+    # CPU gets OMP_NUM_THREADS=1); without it each of several workers on a box takes every core.
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        options.intra_op_num_threads = int(threads)
     session = onnxruntime.InferenceSession(
         str(folder / (INT8_FILE if int8 else FP32_FILE)), options, providers=["CPUExecutionProvider"]
     )

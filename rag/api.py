@@ -50,12 +50,13 @@ VECTORS_FILE = "vectors.faiss"
 LOCK_FILE = "write.lock"
 UPLOADS = "uploads"  # files uploaded through the web chat, kept so reindexing sees them
 
-if TYPE_CHECKING:  # imported lazily at run time: FAISS and torch are slow to import
+if TYPE_CHECKING:
     from collections.abc import Callable
 
     import numpy.typing as npt
 
     from embeddings import Encoder, VectorIndex
+    from embeddings.ray_encoder import RayEncoder  # imported lazily at run time: FAISS and torch are slow to import
 
 
 class IndexMismatchError(RuntimeError):
@@ -101,6 +102,7 @@ class RAG:
         self._vectors_dirty = False
         self._retriever: Retriever | None = None
         self._llm: LLMBackend | None = None
+        self._ray: RayEncoder | None = None  # document embedding on a Ray cluster (config.ray_address)
 
     @classmethod
     def open(
@@ -163,6 +165,8 @@ class RAG:
     def close(self) -> None:
         if self._retriever is not None:
             self._retriever.close()
+        if self._ray is not None:
+            self._ray.close()
         self.store.close()
 
     def __enter__(self) -> RAG:
@@ -186,8 +190,23 @@ class RAG:
                 )
         return self._encoder
 
+    @property
+    def ray(self) -> RayEncoder | None:
+        """The Ray cluster documents are embedded on, when ``ray_address`` is set."""
+        if self._ray is None and self.config.ray_address:
+            from embeddings.ray_encoder import RayEncoder
+
+            self._ray = RayEncoder(
+                self.config.ray_address,
+                self.settings.model,
+                self.settings.encoder_backend,
+                batch_size=self.config.batch_size,
+                workers=self.config.ray_workers,
+            )
+        return self._ray
+
     def _embed(self, texts: list[str]) -> np.ndarray:
-        vectors = self.encoder.encode_documents(texts)
+        vectors = (self.ray or self.encoder).encode_documents(texts)
         if self.store.meta().get("dim") != str(vectors.shape[1]):
             self.store.set_meta({"dim": vectors.shape[1]})
         return vectors

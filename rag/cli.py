@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from embeddings.encoder import BACKENDS, ModelLoadError
+from embeddings.ray_encoder import RayError
 from eval.questions import EvalError
 from rag.answering.backends import LLMError
 from rag.api import RAG, STORE_FILE, AmbiguousError, IndexMismatchError, NoIndexError, NotFoundError
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--chunk-overlap", type=int, help="overlap between chunks in tokens")
     index.add_argument("--index-type", choices=INDEX_TYPES, help="flat (exact) or ivf (approximate)")
     index.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    _ray_options(index)
     _common(index)
 
     watch = commands.add_parser(
@@ -270,6 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ray_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="embed on a Ray cluster (default address: auto, the one `ray start` made here); setting ray_address",
+    )
+    parser.add_argument("--ray-workers", type=int, metavar="N", help="embedding actors (default: one per cluster CPU)")
+
+
 def _sources(parser: argparse.ArgumentParser, nargs: str) -> None:
     """What `rag index` and `rag watch` read: paths and URLs (shell completion offers files)."""
     parser.add_argument(
@@ -321,6 +334,8 @@ def _config(args: argparse.Namespace) -> Config:
         chunk_overlap=getattr(args, "chunk_overlap", None),
         index_type=getattr(args, "index_type", None),
         reranker=getattr(args, "reranker", None),
+        ray_address=getattr(args, "ray", None),
+        ray_workers=getattr(args, "ray_workers", None),
     )
 
 
@@ -361,6 +376,8 @@ def cmd_index(args: argparse.Namespace) -> int:
             summary = rag.index(args.paths, progress=progress)
             if not args.json:
                 print(_summary_text(summary, rag.dir))
+        if not args.json and rag.ray is not None and rag.ray.actor_count:
+            print(f"Embedded on the Ray cluster at {rag.ray.address} by {counted(rag.ray.actor_count, 'worker')}.")
     if args.json:
         _print_json(summary.to_json())
     # A path that does not exist, or a URL named here that could not be fetched, is a partial
@@ -691,7 +708,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 USER_ERRORS = (
     ConfigError, EvalError, IndexMismatchError, LLMError, ModelLoadError, NoIndexError, NotFoundError, SearchError,
     RerankerError, AmbiguousError, HistoryError,
-    StoreError,
+    StoreError, RayError,
 )  # fmt: skip
 
 

@@ -130,6 +130,10 @@ class Config:
     # Articles at least this similar (estimated Jaccard of word 3-grams) are copies of one story:
     # results show one of them, "also published by" the others. 0 turns grouping off.
     duplicate_threshold: float = 0.5
+    # Embed documents on a Ray cluster: its address ("auto", "127.0.0.1:6379", "ray://host:10001"),
+    # with ray_workers actors (0: one per CPU of the cluster). Questions are embedded locally.
+    ray_address: str | None = None
+    ray_workers: int = 0
     # Web chat sessions whose state the server keeps (least recently used go first). Gradio
     # keeps a copy of the page's configuration per session, about 60 KB, 10,000 by default.
     max_sessions: int = 500
@@ -161,6 +165,8 @@ class Config:
         for name in ("fetch_timeout", "crawl_delay"):
             if getattr(self, name) < 0 or (name == "fetch_timeout" and self.fetch_timeout == 0):
                 raise ConfigError(f"{name}={getattr(self, name)} must be a positive number of seconds")
+        if self.ray_workers < 0:
+            raise ConfigError(f"ray_workers={self.ray_workers} must be 0 (one per CPU of the cluster) or more")
         if self.keyword_budget < 0:
             raise ConfigError(f"keyword_budget={self.keyword_budget} must be 0 (exact) or more")
         for name in (
