@@ -109,3 +109,13 @@ def test_an_unreachable_cluster_is_a_one_line_error(tmp_path: Path) -> None:
     assert "must look like HOST:PORT, ray://HOST:PORT or auto" in bad.stderr
     with pytest.raises(ConfigError, match="ray_workers=-1"):
         Config(ray_workers=-1)
+
+
+def test_the_ray_flags_set_the_settings() -> None:
+    from rag.cli import _config, build_parser
+
+    both = _config(build_parser().parse_args(["index", "x", "--ray", "10.0.0.5:6379", "--ray-workers", "3"]))
+    assert (both.ray_address, both.ray_workers) == ("10.0.0.5:6379", 3)
+    bare = _config(build_parser().parse_args(["index", "x", "--ray"]))
+    assert (bare.ray_address, bare.ray_workers) == ("auto", 0)
+    assert _config(build_parser().parse_args(["index", "x"])).ray_address is None
