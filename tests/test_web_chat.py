@@ -224,6 +224,8 @@ def test_a_syndicated_story_is_cited_once_and_names_the_other_outlet(
         ask(page, "How many dengue cases were reported in Europe?")
         answered(page, "412")
         if viewport[0] < 700:  # on a phone the sources wait in their drawer: open it from a citation
+            # The citation link comes with the final render, after the streamed text (slow under load).
+            page.wait_for_selector("#chat a.rag-cite", timeout=90_000)
             page.click("#chat a.rag-cite")
         also = page.wait_for_selector("#sources .rag-also", state="visible", timeout=30_000)
         text = also.inner_text()
