@@ -50,13 +50,13 @@ VECTORS_FILE = "vectors.faiss"
 LOCK_FILE = "write.lock"
 UPLOADS = "uploads"  # files uploaded through the web chat, kept so reindexing sees them
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported lazily at run time: FAISS and torch are slow to import
     from collections.abc import Callable
 
     import numpy.typing as npt
 
     from embeddings import Encoder, VectorIndex
-    from embeddings.ray_encoder import RayEncoder  # imported lazily at run time: FAISS and torch are slow to import
+    from embeddings.ray_encoder import RayEncoder
 
 
 class IndexMismatchError(RuntimeError):
