@@ -43,6 +43,7 @@ from rag import RAG, Config
 from rag.api import STORE_FILE, VECTORS_FILE
 from rag.config import IndexSettings
 from rag.retrieval import Retriever
+from rag.search_local import LocalSearch
 from rag.store import Store
 from rag.types import content_hash
 
@@ -176,8 +177,8 @@ def agreement(rag: RAG, questions: list[str], budget: int) -> dict[str, float]:
     hybrid search. Copies of one base chunk tie, so results are compared by base text (the tag
     stripped), as multisets."""
     budgeted = Retriever(
-        rag.store.path, rag.store.db, lambda: rag.encoder, rag._dense_search, rag.settings.vectors_key,
-        keyword_budget=budget,
+        rag.store.path, rag.store.db, lambda: rag.encoder,
+        LocalSearch(rag.store.path, rag.store.db, rag._dense_search, keyword_budget=budget), rag.settings.vectors_key,
     )  # fmt: skip
     out: dict[str, float] = {}
     for mode in ("keyword", "hybrid"):

@@ -27,6 +27,7 @@ from eval.squad import Question, load_squad
 from rag import RAG
 from rag import retrieval as retrieval_module
 from rag.retrieval import Retriever
+from rag.search_local import LocalSearch
 
 DEFAULT_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -66,10 +67,14 @@ class CachedQueries:
 def score(
     rag: RAG, questions: Iterable[Question], setting: Setting, queries: CachedQueries, keyword_budget: int | None = None
 ) -> dict[str, float]:
+    backend = (
+        rag.search_backend
+        if keyword_budget is None
+        else LocalSearch(rag.store.path, rag.store.db, rag._dense_search, keyword_budget=keyword_budget)
+    )
     retriever = Retriever(
-        rag.store.path, rag.store.db, lambda: queries, rag._dense_search, rag.settings.vectors_key,  # type: ignore[arg-type, return-value]
+        rag.store.path, rag.store.db, lambda: queries, backend, rag.settings.vectors_key,  # type: ignore[arg-type, return-value]
         fusion=setting.fusion, dense_weight=setting.dense_weight, candidates=rag.config.candidates,
-        keyword_budget=rag.config.keyword_budget if keyword_budget is None else keyword_budget,
     )  # fmt: skip
     hits = {1: 0, 5: 0, 10: 0}
     mrr = 0.0

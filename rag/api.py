@@ -5,6 +5,9 @@
     doc = rag.document(doc_id)
 
 An index folder holds ``store.sqlite`` (the source of truth) and ``vectors.faiss`` (derived).
+With ``backend = "milvus"`` a Milvus collection takes the place of the FAISS file and the FTS5
+keyword search (``rag.search_milvus``); the store stays the source of truth, and each writer
+first reconciles the collection with it (``_reconcile``), which repairs a killed run.
 
 Keeping the two in step across processes (a server answering while ``rag index`` runs):
 - the vector file's stamp names the exact set of chunk ids it holds (a digest of them);
@@ -19,8 +22,10 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,7 +43,8 @@ from rag.conversation import History, heuristic_query, llm_query
 from rag.indexer import Indexer
 from rag.locks import ReadWriteLock
 from rag.reranking import Reranker
-from rag.retrieval import Filters, Retrieval, Retriever, SearchError, check_k, check_question
+from rag.retrieval import Filters, Retrieval, Retriever, SearchBackend, SearchError, check_k, check_question
+from rag.search_local import LocalSearch
 from rag.store import LIST_ORDERS, SCHEMA_VERSION, Store, ids_digest
 from rag.types import Answer, Document, DocumentInfo, IndexSummary, Passage
 from rag.web import is_url
@@ -57,6 +63,7 @@ if TYPE_CHECKING:  # imported lazily at run time: FAISS and torch are slow to im
 
     from embeddings import Encoder, VectorIndex
     from embeddings.ray_encoder import RayEncoder
+    from rag.search_milvus import MilvusSearch
 
 
 class IndexMismatchError(RuntimeError):
@@ -103,6 +110,11 @@ class RAG:
         self._retriever: Retriever | None = None
         self._llm: LLMBackend | None = None
         self._ray: RayEncoder | None = None  # document embedding on a Ray cluster (config.ray_address)
+        # The search backend: as asked, else as the index was last written with.
+        self.backend = config.backend or store.meta().get("backend", "local")
+        self._milvus: MilvusSearch | None = None
+        self._reconciled = False  # a writer reconciles the Milvus collection once per handle
+        self._last_reconcile = (0, 0)  # (rows added, rows removed) by the last reconcile
 
     @classmethod
     def open(
@@ -151,7 +163,25 @@ class RAG:
                 f"`rag index --rebuild --index-dir {folder}` plus the same options "
                 "(documents stay; chunks and vectors are recomputed)"
             )
-        return cls(config, store, wanted)
+        rag = cls(config, store, wanted)
+        if not read_only:
+            rag._record_backend()
+        return rag
+
+    def _record_backend(self) -> None:
+        """Note the backend in the store, so later commands use it without being told; a Milvus
+        collection gets its name here once (one per index, so indexes can share a server)."""
+        meta = self.store.meta()
+        values: dict[str, str] = {}
+        if meta.get("backend", "local") != self.backend:
+            values["backend"] = self.backend
+        if self.backend == "milvus":
+            if "milvus_collection" not in meta:
+                values["milvus_collection"] = f"rag_{uuid.uuid4().hex[:16]}"
+            if meta.get("milvus_uri") != self.milvus_uri:
+                values["milvus_uri"] = self.milvus_uri
+        if values:
+            self.store.set_meta(values)
 
     def fork(self) -> RAG:
         """Another writable handle on the same index, sharing this one's loaded model.
@@ -167,6 +197,8 @@ class RAG:
             self._retriever.close()
         if self._ray is not None:
             self._ray.close()
+        if self._milvus is not None:
+            self._milvus.close()
         self.store.close()
 
     def __enter__(self) -> RAG:
@@ -204,6 +236,67 @@ class RAG:
                 workers=self.config.ray_workers,
             )
         return self._ray
+
+    @property
+    def milvus_uri(self) -> str:
+        """Where the Milvus collection lives: as asked, else as last written, else a Milvus Lite
+        file in the index folder."""
+        return self.config.milvus_uri or self.store.meta().get("milvus_uri") or str(self.dir / "milvus.db")
+
+    @property
+    def milvus(self) -> MilvusSearch:
+        """The Milvus collection searched when ``backend`` is "milvus"."""
+        if self._milvus is None:
+            try:
+                from rag.search_milvus import MilvusSearch
+            except ImportError as exc:
+                raise SearchError(
+                    f"backend 'milvus' needs pymilvus ({exc.name} is missing): "
+                    "pip install 'rag-articles[scale]' (or pymilvus milvus-lite)"
+                ) from exc
+            collection = self.store.meta().get("milvus_collection", "rag_unwritten")
+            token = os.environ.get(self.config.milvus_token_env)
+            self._milvus = MilvusSearch(self.milvus_uri, collection, token=token)
+        return self._milvus
+
+    def _reconcile(self) -> tuple[int, int]:
+        """Make the Milvus collection hold exactly the store's chunks: delete the rows of chunks
+        the store no longer has and upsert those it lacks, with vectors from the embedding cache.
+        This repairs a run killed between a store commit and the Milvus write, in either
+        direction; ids are never reused, so no row can stand for the wrong chunk.
+        Returns (rows added, rows removed)."""
+        wanted = self.store.chunk_ids()
+        have = self.milvus.ids()
+        extra = np.setdiff1d(have, wanted, assume_unique=True)
+        missing = np.setdiff1d(wanted, have, assume_unique=True)
+        if extra.size or missing.size:
+            log.warning(
+                "the Milvus collection %s was out of step with %s (%d chunks missing, %d removed ones held); "
+                "bringing it in step", self.milvus.collection, STORE_FILE, missing.size, extra.size,
+            )  # fmt: skip
+        self.milvus.delete(extra.tolist())
+        for ids, matrix in self._stored_vectors(missing.tolist()):
+            self._upsert_milvus(ids.tolist(), matrix)
+        self._reconciled = True
+        self._last_reconcile = (int(missing.size), int(extra.size))
+        return self._last_reconcile
+
+    def _upsert_milvus(self, ids: list[int], matrix: np.ndarray) -> None:
+        from rag.search_milvus import ChunkRecord
+
+        rows = self.store.chunk_records(ids)
+        # A chunk removed since its id was read has no row: it is left out, as FAISS does.
+        keep = [i for i, cid in enumerate(ids) if cid in rows]
+        records = [ChunkRecord(ids[i], *rows[ids[i]]) for i in keep]
+        self.milvus.upsert(records, matrix[keep] if len(keep) != len(ids) else matrix)
+
+    def _prepare_search(self) -> None:
+        """Before a writer's first commit: the search side is in step with the store."""
+        if self.backend == "milvus":
+            if not self._reconciled:
+                self._reconcile()
+        else:
+            self.vectors  # noqa: B018  (brings FAISS in step)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         vectors = (self.ray or self.encoder).encode_documents(texts)
@@ -339,6 +432,10 @@ class RAG:
         # Called right after the store committed, with the write lock held; the index was
         # brought in step just before that commit (``prepare``), so it now differs from the
         # store by exactly this change.
+        if self.backend == "milvus":
+            self.milvus.delete(removed)
+            self._upsert_milvus(ids, matrix)
+            return
         index = self.vectors if self._vectors is None else self._vectors
         with self._vector_access.writing():
             index.remove(np.array(removed, dtype=np.int64))
@@ -352,7 +449,7 @@ class RAG:
             self.settings,
             embed=self._embed,
             apply=self._apply_to_vectors,
-            prepare=lambda: self.vectors,
+            prepare=self._prepare_search,
             encode_group=self.config.encode_group,
             max_file_bytes=self.config.max_file_bytes,
             web=self.config.web(),
@@ -372,16 +469,26 @@ class RAG:
                 log.warning("another process is writing to %s; waiting for it", self.dir)
                 fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                if self.backend == "milvus" and not self._reconciled:
+                    # Every writer starts in step, even one with nothing to change (`rag index`
+                    # after switching backends, or after a run killed before its Milvus write).
+                    self._reconcile()
                 yield
             finally:
-                if self._vectors_dirty or not self._vector_file_matches():
+                # With Milvus there is no file to save: each change went to the collection.
+                if self.backend == "local" and (self._vectors_dirty or not self._vector_file_matches()):
                     self._save_vectors()
 
     def repair_vectors(self, deep: bool = True) -> bool:
         """Save the vector file if it is out of step with the store or damaged; True if it was.
 
         ``deep`` reads the whole file (its checksum and every vector), where the check every
-        write makes on its way out reads only the stamp. Waits for the write lock."""
+        write makes on its way out reads only the stamp. With Milvus, reconciles the collection
+        with the store instead. Waits for the write lock."""
+        if self.backend == "milvus":
+            self._reconciled = False
+            with self._writing():  # reconciles on the way in
+                return self._last_reconcile != (0, 0)
         with self._writing():
             stale = not self._vector_file_matches()
             if deep and not stale and not self.store.is_empty():
@@ -406,6 +513,10 @@ class RAG:
         with self._writing():
             summary = self._indexer().rebuild(progress=progress)
             self.store.set_meta(self.settings.to_meta())
+            if self.backend == "milvus":
+                # The swap committed in one transaction; the collection follows in one pass.
+                self._reconcile()
+                return summary
             with self._sync_lock:
                 self._sync_vectors(fresh=True)
             self._vectors_dirty = True
@@ -590,12 +701,11 @@ class RAG:
                 self.store.path,
                 self.store.db,
                 encoder=lambda: self.encoder,
-                dense=self._dense_search,
+                backend=self.search_backend,
                 model=self.settings.vectors_key,
                 fusion=self.config.fusion,
                 dense_weight=self.config.dense_weight,
                 candidates=self.config.candidates,
-                keyword_budget=self.config.keyword_budget,
                 duplicate_threshold=self.config.duplicate_threshold,
                 max_k=self.config.max_k,
                 max_question_chars=self.config.max_question_chars,
@@ -603,6 +713,15 @@ class RAG:
                 rerank_depth=self.config.rerank_depth,
             )
         return self._retriever
+
+    @property
+    def search_backend(self) -> SearchBackend:
+        """Where candidates come from: FAISS + FTS5 here, or the Milvus collection."""
+        if self.backend == "milvus":
+            return self.milvus
+        return LocalSearch(
+            self.store.path, self.store.db, self._dense_search, keyword_budget=self.config.keyword_budget
+        )
 
     def resolve(self, ref: str) -> list[str]:
         """The ids of the documents ``ref`` names: a document id; a file or folder path (every
@@ -672,13 +791,25 @@ class RAG:
         store_bytes = sum(p.stat().st_size for p in self.dir.glob(STORE_FILE + "*") if p.is_file())
         vectors_path = self.dir / VECTORS_FILE
         stamp = read_stamp(vectors_path)
+        where: dict[str, Any] = {"backend": self.backend}
+        if self.backend == "milvus":
+            held = self.milvus.ids()
+            where.update(self.milvus.describe())
+            where["milvus_version"] = self.milvus.version
+            vectors: int | None = len(held)
+            # True only when the collection holds exactly the store's chunk ids.
+            up_to_date = bool(np.array_equal(held, self.store.chunk_ids()))
+        else:
+            vectors = stamp["count"] if stamp else None
+            # True only when the file holds exactly the store's chunk ids (not merely as many).
+            up_to_date = stamp is not None and self._vector_file_matches()
         return {
             "index_dir": str(self.dir),
+            **where,
             "documents": counts["documents"],
             "chunks": counts["chunks"],
-            "vectors": stamp["count"] if stamp else None,
-            # True only when the file holds exactly the store's chunk ids (not merely as many).
-            "vectors_up_to_date": stamp is not None and self._vector_file_matches(),
+            "vectors": vectors,
+            "vectors_up_to_date": up_to_date,
             "model": self.settings.model,
             "encoder_backend": self.settings.encoder_backend,
             "dim": int(meta["dim"]) if "dim" in meta else None,

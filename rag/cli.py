@@ -27,10 +27,11 @@ from embeddings.ray_encoder import RayError
 from eval.questions import EvalError
 from rag.answering.backends import LLMError
 from rag.api import RAG, STORE_FILE, AmbiguousError, IndexMismatchError, NoIndexError, NotFoundError
-from rag.config import ANSWERERS, INDEX_TYPES, Config, ConfigError
+from rag.config import ANSWERERS, INDEX_TYPES, SEARCH_BACKENDS, Config, ConfigError
 from rag.console import also_line, chat, print_answer
 from rag.reranking import RerankerError
 from rag.retrieval import Filters, SearchError
+from rag.search_milvus import MilvusError
 from rag.store import LIST_ORDERS, StoreError, damaged
 from rag.transcript import Conversation, HistoryError, read_conversation, write_conversation
 from rag.types import Answer, IndexSummary
@@ -55,6 +56,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", type=Path, help="TOML file of settings (default: $RAG_CONFIG; see rag.example.toml)"
     ).complete = FILE  # type: ignore[attr-defined]
+    parser.add_argument(
+        "--backend",
+        choices=SEARCH_BACKENDS,
+        help="where search runs: local (FAISS + SQLite FTS5) or milvus (default: as the index was last written)",
+    )
+    parser.add_argument(
+        "--milvus-uri",
+        metavar="URI",
+        help="a Milvus Lite file or http://HOST:19530 (default: as last written, else INDEX_DIR/milvus.db)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
@@ -336,6 +347,8 @@ def _config(args: argparse.Namespace) -> Config:
         reranker=getattr(args, "reranker", None),
         ray_address=getattr(args, "ray", None),
         ray_workers=getattr(args, "ray_workers", None),
+        backend=getattr(args, "backend", None),
+        milvus_uri=getattr(args, "milvus_uri", None),
     )
 
 
@@ -708,7 +721,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 USER_ERRORS = (
     ConfigError, EvalError, IndexMismatchError, LLMError, ModelLoadError, NoIndexError, NotFoundError, SearchError,
     RerankerError, AmbiguousError, HistoryError,
-    StoreError, RayError,
+    StoreError, RayError, MilvusError,
 )  # fmt: skip
 
 

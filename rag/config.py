@@ -21,6 +21,7 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 INDEX_TYPES = ("flat", "ivf")
 ANSWERERS = ("extractive", "llm")
 FUSIONS = ("convex", "rrf")
+SEARCH_BACKENDS = ("local", "milvus")
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,16 @@ class Config:
     # with ray_workers actors (0: one per CPU of the cluster). Questions are embedded locally.
     ray_address: str | None = None
     ray_workers: int = 0
+    # Where search runs: "local" (FAISS + SQLite FTS5 in the index folder, the default for a new
+    # index) or "milvus" (a Milvus collection; docs/scale-out.md). Unset: as the index was last
+    # written. SQLite stays the store of documents and chunks with either.
+    backend: str | None = None
+    # Milvus: a file path runs Milvus Lite in-process; http://host:19530 reaches a server or a
+    # cluster. Unset: as last written, or <index_dir>/milvus.db.
+    milvus_uri: str | None = None
+    # The NAME of the environment variable holding a Milvus token ("user:password" or an API
+    # key); tokens are never stored.
+    milvus_token_env: str = "RAG_MILVUS_TOKEN"
     # Web chat sessions whose state the server keeps (least recently used go first). Gradio
     # keeps a copy of the page's configuration per session, about 60 KB, 10,000 by default.
     max_sessions: int = 500
@@ -158,6 +169,8 @@ class Config:
             raise ConfigError(f"fusion={self.fusion!r} is unknown; choose one of {', '.join(FUSIONS)}")
         if not 0.0 <= self.dense_weight <= 1.0:
             raise ConfigError(f"dense_weight={self.dense_weight} must be between 0 and 1")
+        if self.backend is not None and self.backend not in SEARCH_BACKENDS:
+            raise ConfigError(f"backend={self.backend!r} is unknown; choose one of {', '.join(SEARCH_BACKENDS)}")
         if self.answerer not in ANSWERERS:
             raise ConfigError(f"answerer={self.answerer!r} is unknown; choose one of {', '.join(ANSWERERS)}")
         if not 0.0 <= self.duplicate_threshold <= 1.0:
@@ -240,9 +253,10 @@ class Config:
 
 
 _FIELDS = {f.name: f for f in fields(Config)}
-# RAG_* variables that are not settings: the config file's name, the default API key variable,
-# the device override read by the encoder and the web chat's login (secrets are never settings).
-_NOT_SETTINGS = {"RAG_CONFIG", "RAG_LLM_API_KEY", "RAG_DEVICE", "RAG_AUTH"}
+# RAG_* variables that are not settings: the config file's name, the default API key and Milvus
+# token variables, the device override read by the encoder and the web chat's login (secrets
+# are never settings).
+_NOT_SETTINGS = {"RAG_CONFIG", "RAG_LLM_API_KEY", "RAG_MILVUS_TOKEN", "RAG_DEVICE", "RAG_AUTH"}
 
 
 def _checked(values: Mapping[str, Any], where: str) -> dict[str, Any]:

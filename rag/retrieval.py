@@ -1,7 +1,8 @@
 """Find the passages that answer a question: dense + keyword retrieval, fused, filtered, diverse.
 
-- dense: the question's embedding against FAISS (cosine similarity);
-- keyword: BM25 over the SQLite FTS5 index, kept in the same transactions as the chunks;
+- dense: the question's embedding against the search backend's vectors (cosine similarity);
+- keyword: BM25 over the backend's keyword index (see ``SearchBackend``: SQLite FTS5 + FAISS by
+  default, ``rag.search_milvus`` for a Milvus collection);
 - hybrid: both candidate lists are pooled, each candidate gets both scores (the missing one is
   computed exactly rather than assumed zero), and they are fused (see ``FUSIONS``);
 - filters (date range, documents, sources) restrict both sides before ranking, not after, so
@@ -22,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -30,13 +31,7 @@ from rag import duplicates
 from rag.types import Copy, Passage
 
 if TYPE_CHECKING:
-    import numpy.typing as npt
-
     from embeddings import Encoder
-
-# (query vectors, k, allowed ids or None) -> (scores, ids): the facade's FAISS search, which
-# keeps the index in step with the store and guards it against concurrent changes.
-DenseSearch = Callable[[np.ndarray, int, "npt.NDArray[np.int64] | None"], tuple[np.ndarray, "npt.NDArray[np.int64]"]]
 
 MODES = ("dense", "keyword", "hybrid")
 RRF_K = 60
@@ -284,16 +279,32 @@ def any_of(words: Sequence[str]) -> str:
     return " OR ".join(f'"{w}"' for w in words)
 
 
+class SearchBackend(Protocol):
+    """What retrieval asks of the search side of storage: candidates with their scores, under
+    filters, best first. ``rag.search_local`` (SQLite FTS5 + FAISS, the default) and
+    ``rag.search_milvus`` implement it; tests/test_backends.py holds both to one contract."""
+
+    name: str
+
+    def dense(self, query: np.ndarray, k: int, filters: Filters) -> dict[int, float]:
+        """Cosine similarity of the best ``k`` chunks for the query vector (shape (1, dim))."""
+        ...
+
+    def keyword(self, question: str, k: int, filters: Filters) -> dict[int, float]:
+        """BM25 scores (higher is better) of the best ``k`` chunks for the question's words."""
+        ...
+
+
 class Retriever:
-    """Searches one index. The keyword query runs on its own SQLite connection in a worker
-    thread, overlapping the query embedding and the FAISS search (all three release the GIL)."""
+    """Searches one index. The keyword query runs in a worker thread, overlapping the query
+    embedding and the dense search (all of them release the GIL)."""
 
     def __init__(
         self,
         db_path: Path,
         db: sqlite3.Connection,
         encoder: Callable[[], Encoder],
-        dense: DenseSearch,
+        backend: SearchBackend,
         model: str,
         fusion: str = "convex",
         dense_weight: float = 0.5,
@@ -302,22 +313,20 @@ class Retriever:
         max_question_chars: int = 2000,
         reranker: Callable[[str, Sequence[str]], list[float]] | None = None,
         rerank_depth: int = 20,
-        keyword_budget: int = KEYWORD_BUDGET,
         duplicate_threshold: float = 0.0,
     ) -> None:
         self.db = db
+        self.backend = backend
         self.duplicate_threshold = duplicate_threshold  # 0: copies of one story are not grouped
         self.reranker = reranker
         self.rerank_depth = rerank_depth
         self.max_k = max_k
         self.max_question_chars = max_question_chars
         self._encoder = encoder
-        self._dense_search = dense
         self.model = model
         self.fusion = fusion
         self.dense_weight = dense_weight
         self.candidates = candidates
-        self.keyword_budget = keyword_budget  # 0: exact, every matching chunk scored
         self._db_path = db_path
         self._total: tuple[str, int] | None = None  # (store generation, chunks) for rare_words
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-keyword")
@@ -341,24 +350,23 @@ class Retriever:
         self._check(question, k, mode, filters, max_per_doc, neighbours)
         timings: dict[str, float] = {}
         began = time.perf_counter()
-        allowed = self._allowed_ids(filters) if filters.active else None
         pool = max(self.candidates, 4 * k)
         dense: dict[int, float] = {}
         keyword: dict[int, float] = {}
         query_vector = None
         pending: Future[tuple[dict[int, float], float]] | None = None
-        wants_keyword = mode in ("keyword", "hybrid") and allowed != set()
+        wants_keyword = mode in ("keyword", "hybrid")
         depth = KEYWORD_DEPTH if mode == "hybrid" else pool
-        if mode in ("dense", "hybrid") and allowed != set():
+        if mode in ("dense", "hybrid"):
             started = time.perf_counter()
             query_vector = self._encoder().encode_queries([question])
             timings["embed_ms"] = _ms(started)
-            # The embedding uses both cores; the FAISS scan and the keyword query use one each,
+            # The embedding uses both cores; the dense scan and the keyword query use one each,
             # so they run side by side after it.
             if wants_keyword:
                 pending = self._worker.submit(self._timed_keyword, question, depth, filters)
             started = time.perf_counter()
-            dense = self._dense(query_vector, pool, allowed)
+            dense = self.backend.dense(query_vector, pool, filters)
             timings["dense_ms"] = _ms(started)
         elif wants_keyword:
             pending = self._worker.submit(self._timed_keyword, question, depth, filters)
@@ -396,79 +404,18 @@ class Retriever:
         if filters.since and filters.until and filters.since > filters.until:
             raise SearchError(f"since {filters.since} is after until {filters.until}; swap them")
 
-    # --- the two sides ------------------------------------------------------------------
-
-    def _dense(self, query: np.ndarray, pool: int, allowed: set[int] | None) -> dict[int, float]:
-        ids_filter = np.fromiter(allowed, dtype=np.int64) if allowed is not None else None
-        scores, ids = self._dense_search(query, pool, ids_filter)
-        return {int(i): float(s) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0}
-
     def _timed_keyword(self, question: str, depth: int, filters: Filters) -> tuple[dict[int, float], float]:
         started = time.perf_counter()
-        found = self._keyword(question, depth, filters)
+        found = self.backend.keyword(question, depth, filters)
         return found, _ms(started)
 
     def _keyword_db(self) -> sqlite3.Connection:
-        """The worker thread's own read-only connection (one connection is not thread-safe)."""
+        """The calling thread's own read-only connection (one connection is not thread-safe)."""
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(f"file:{self._db_path}?mode=ro", uri=True)
             self._local.db = db
         return db
-
-    def _keyword(self, question: str, pool: int, filters: Filters) -> dict[int, float]:
-        """BM25 scores of the best ``pool`` matches, best first (dicts keep insertion order)."""
-        words = self._budgeted_words(question)
-        if not words:
-            return {}
-        match = any_of(words)
-        where, params = _filter_sql(filters)
-        rows = (
-            self._keyword_db()
-            .execute(
-                "SELECT chunks_fts.rowid, -bm25(chunks_fts) FROM chunks_fts "
-                + ("JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id " if where else "")
-                + "WHERE chunks_fts MATCH ? "
-                + (f"AND {where} " if where else "")
-                + "ORDER BY bm25(chunks_fts) LIMIT ?",
-                (match, *params, pool),
-            )
-            .fetchall()
-        )
-        return {int(rowid): float(score) for rowid, score in rows}
-
-    def _budgeted_words(self, question: str) -> list[str]:
-        """The question's content words that the keyword query scores: all of them when the
-        chunks they match fit ``keyword_budget``, else the rarest that fit (at least one)."""
-        words = content_words(question)
-        if self.keyword_budget <= 0 or len(words) < 2:
-            return words
-        db = self._keyword_db()
-        # Counting stops at the cap: a common word costs at most the budget to count, far less
-        # than scoring its matches would.
-        found = {w: self._matches(db, w, KEYWORD_RARE) for w in words}
-        kept = {w for w in words if found[w] <= KEYWORD_RARE}
-        spent = sum(found[w] for w in kept)
-        for word in sorted((w for w in words if w not in kept), key=lambda w: found[w]):
-            left = self.keyword_budget - spent
-            if left <= KEYWORD_RARE:
-                break
-            count = self._matches(db, word, left)
-            if count <= left:
-                kept.add(word)
-                spent += count
-        if not kept:  # every word is common: the rarest alone
-            kept = {min(words, key=lambda w: found[w])}
-        return [w for w in words if w in kept]
-
-    @staticmethod
-    def _matches(db: sqlite3.Connection, word: str, cap: int) -> int:
-        """How many chunks hold ``word`` (as the index stems it), counted up to ``cap + 1``."""
-        (count,) = db.execute(
-            "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
-            (any_of([word]), cap + 1),
-        ).fetchone()
-        return int(count)
 
     def _chunk_total(self, db: sqlite3.Connection) -> int:
         """Chunks in the index, counted once per store generation (a count at 1M chunks scans
@@ -483,7 +430,8 @@ class Retriever:
         """The ``words`` found in at most ``RARE_SHARE`` of the chunks (or in none).
 
         Names, codenames and technical terms are rare; a question whose rare words are in none
-        of the passages found is likely about something the documents do not cover.
+        of the passages found is likely about something the documents do not cover. The store's
+        FTS5 table answers this with either search backend: it is kept with the chunks.
         """
         db = self._keyword_db()  # this thread's own read-only connection
         total = self._chunk_total(db)
@@ -500,11 +448,6 @@ class Retriever:
             if found <= cap:
                 rare.add(word)
         return rare
-
-    def _allowed_ids(self, filters: Filters) -> set[int]:
-        where, params = _filter_sql(filters)
-        rows = self.db.execute(f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", params)
-        return {int(r[0]) for r in rows}
 
     # --- fusion -------------------------------------------------------------------------
 
@@ -671,7 +614,7 @@ def default_cap(k: int) -> int:
     return max(1, math.ceil(k / 2))
 
 
-def _filter_sql(filters: Filters) -> tuple[str, list[str]]:
+def filter_sql(filters: Filters) -> tuple[str, list[str]]:
     clauses: list[str] = []
     params: list[str] = []
     if filters.since:

@@ -490,6 +490,20 @@ class Store:
             found.update((int(cid), np.frombuffer(blob, dtype=np.float32)) for cid, blob in rows)
         return found, [cid for cid in ids if cid not in found]
 
+    def chunk_records(self, ids: list[int]) -> dict[int, tuple[str, str, str | None, str, str]]:
+        """(doc_id, text, date, source, path) of the given chunks: what a search backend files
+        each chunk under."""
+        found: dict[int, tuple[str, str, str | None, str, str]] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            rows = self.db.execute(
+                "SELECT c.id, c.doc_id, c.text, d.date, d.source, d.path FROM chunks c "
+                f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({','.join('?' * len(part))})",
+                part,
+            )
+            found.update((int(row[0]), tuple(row[1:])) for row in rows)
+        return found
+
     def chunk_texts(self, ids: list[int]) -> dict[int, str]:
         texts: dict[int, str] = {}
         for i in range(0, len(ids), 500):

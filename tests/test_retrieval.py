@@ -10,6 +10,7 @@ import pytest
 from rag import RAG, Config
 from rag.config import ConfigError
 from rag.retrieval import SearchError, keyword_query, parse_date
+from rag.search_local import LocalSearch
 from tests.conftest import article, write
 
 
@@ -199,9 +200,9 @@ def test_ivf_index_searches_with_filters(tmp_path: Path, monkeypatch: pytest.Mon
 def test_the_keyword_side_keeps_its_rarest_words_within_its_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rag.retrieval
+    import rag.search_local
 
-    monkeypatch.setattr(rag.retrieval, "KEYWORD_RARE", 3)
+    monkeypatch.setattr(rag.search_local, "KEYWORD_RARE", 3)
     rows = [{"id": f"d{i}", "title": f"Market note {i}", "text": f"The market moved on day {i}."} for i in range(60)]
     for i in range(10):
         rows[i]["text"] += " The valley farms sold grain."
@@ -214,7 +215,9 @@ def test_the_keyword_side_keeps_its_rarest_words_within_its_budget(
         config = Config(index_dir=tmp_path / "idx", model="hashing", keyword_budget=budget)
         with RAG.open(config=config) as opened:
             opened.index([tmp_path / "feed.jsonl"], progress=False)
-            words = opened.retriever._budgeted_words(question)
+            backend = opened.search_backend
+            assert isinstance(backend, LocalSearch)
+            words = backend._budgeted_words(question)
             found[budget] = (words, [p.doc_id for p in opened.search(question, k=3, mode="keyword")])
     # Under budget, or with no budget: every content word, so the query is exact.
     assert found[0][0] == found[20_000][0] == ["zebra", "valley", "market", "escape"]

@@ -1,0 +1,114 @@
+"""The default search backend: FAISS for dense search, the store's SQLite FTS5 table for BM25.
+
+Filters become the set of chunk ids they allow, read from SQLite, which FAISS searches inside
+(so a narrow filter still fills k slots) and FTS5 joins against. The FAISS index itself is kept
+in step with the store by ``rag.api`` (crash-safe saving, syncing across processes); this class
+only searches it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rag.retrieval import KEYWORD_RARE, Filters, any_of, content_words, filter_sql
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+# (query vectors, k, allowed ids or None) -> (scores, ids): the facade's FAISS search, which
+# keeps the index in step with the store and guards it against concurrent changes.
+DenseSearch = Callable[[np.ndarray, int, "npt.NDArray[np.int64] | None"], tuple[np.ndarray, "npt.NDArray[np.int64]"]]
+
+
+class LocalSearch:
+    """FAISS + SQLite FTS5 over one index folder."""
+
+    name = "local"
+
+    def __init__(self, db_path: Path, db: sqlite3.Connection, dense: DenseSearch, keyword_budget: int = 0) -> None:
+        self.db = db  # the store's own connection, for the filters' allowed ids
+        self._db_path = db_path
+        self._dense_search = dense
+        self.keyword_budget = keyword_budget  # 0: exact, every matching chunk scored
+        self._local = threading.local()
+
+    def dense(self, query: np.ndarray, k: int, filters: Filters) -> dict[int, float]:
+        allowed = self._allowed_ids(filters) if filters.active else None
+        if allowed is not None and not allowed:
+            return {}
+        ids_filter = np.fromiter(allowed, dtype=np.int64) if allowed is not None else None
+        scores, ids = self._dense_search(query, k, ids_filter)
+        return {int(i): float(s) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0}
+
+    def _allowed_ids(self, filters: Filters) -> set[int]:
+        where, params = filter_sql(filters)
+        rows = self.db.execute(f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", params)
+        return {int(r[0]) for r in rows}
+
+    def _keyword_db(self) -> sqlite3.Connection:
+        """The calling thread's own read-only connection (the keyword query runs in a worker)."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(f"file:{self._db_path}?mode=ro", uri=True)
+            self._local.db = db
+        return db
+
+    def keyword(self, question: str, k: int, filters: Filters) -> dict[int, float]:
+        """BM25 scores of the best ``k`` matches, best first (dicts keep insertion order)."""
+        words = self._budgeted_words(question)
+        if not words:
+            return {}
+        match = any_of(words)
+        where, params = filter_sql(filters)
+        rows = (
+            self._keyword_db()
+            .execute(
+                "SELECT chunks_fts.rowid, -bm25(chunks_fts) FROM chunks_fts "
+                + ("JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id " if where else "")
+                + "WHERE chunks_fts MATCH ? "
+                + (f"AND {where} " if where else "")
+                + "ORDER BY bm25(chunks_fts) LIMIT ?",
+                (match, *params, k),
+            )
+            .fetchall()
+        )
+        return {int(rowid): float(score) for rowid, score in rows}
+
+    def _budgeted_words(self, question: str) -> list[str]:
+        """The question's content words that the keyword query scores: all of them when the
+        chunks they match fit ``keyword_budget``, else the rarest that fit (at least one)."""
+        words = content_words(question)
+        if self.keyword_budget <= 0 or len(words) < 2:
+            return words
+        db = self._keyword_db()
+        # Counting stops at the cap: a common word costs at most the budget to count, far less
+        # than scoring its matches would.
+        found = {w: self._matches(db, w, KEYWORD_RARE) for w in words}
+        kept = {w for w in words if found[w] <= KEYWORD_RARE}
+        spent = sum(found[w] for w in kept)
+        for word in sorted((w for w in words if w not in kept), key=lambda w: found[w]):
+            left = self.keyword_budget - spent
+            if left <= KEYWORD_RARE:
+                break
+            count = self._matches(db, word, left)
+            if count <= left:
+                kept.add(word)
+                spent += count
+        if not kept:  # every word is common: the rarest alone
+            kept = {min(words, key=lambda w: found[w])}
+        return [w for w in words if w in kept]
+
+    @staticmethod
+    def _matches(db: sqlite3.Connection, word: str, cap: int) -> int:
+        """How many chunks hold ``word`` (as the index stems it), counted up to ``cap + 1``."""
+        (count,) = db.execute(
+            "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
+            (any_of([word]), cap + 1),
+        ).fetchone()
+        return int(count)
