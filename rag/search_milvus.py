@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import socket
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -118,17 +119,29 @@ class MilvusSearch:
         self._token = token  # from the environment only; never stored
         self._client: MilvusClient | None = None
         self._bm25: bool | None = None
-        self._dim: int | None = None
+        self._loaded = False
+        # Hybrid search asks from two threads at once; two clients opening one Milvus Lite file
+        # together would both try to lock it, and one would fail.
+        self._opening = threading.Lock()
 
     # --- connection and collection --------------------------------------------------------
 
     @property
     def client(self) -> MilvusClient:
+        with self._opening:
+            return self._open()
+
+    def _open(self) -> MilvusClient:
         if self._client is None:
             # gRPC's C core prints keepalive chatter from Milvus Lite's server ("GOAWAY ...
             # too_many_pings") on stderr; failures still arrive as exceptions.
             os.environ.setdefault("GRPC_VERBOSITY", "NONE")
             from pymilvus import MilvusClient
+
+            # pymilvus logs every failed call with a traceback before raising it; the raised
+            # error is reported once, as a MilvusError naming the server and the fix.
+            logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+            logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)
 
             self._check_reachable()
             try:
@@ -143,11 +156,24 @@ class MilvusSearch:
                     grpc_options={"grpc.keepalive_permit_without_calls": 0},
                 )
             except Exception as exc:  # pymilvus raises several types for an unreachable server
+                if self.is_lite_file:
+                    raise MilvusError(
+                        f"cannot open the Milvus Lite file {self.uri} ({exc}). Milvus Lite lets one process "
+                        "at a time open a file: if a `rag serve`, `rag chat` or `rag index` has this index open, "
+                        f"stop it; or, for several processes at once, serve the file with `milvus-lite server "
+                        f"--data-dir {self.uri} --host 127.0.0.1 --port 19530` and use "
+                        "--milvus-uri http://127.0.0.1:19530"
+                    ) from exc
                 raise MilvusError(
                     f"cannot open Milvus at {self.uri}: {exc}. Check milvus_uri (a .db file for Milvus Lite, "
                     "or http://host:19530 for a server) and that the server is running"
                 ) from exc
         return self._client
+
+    @property
+    def is_lite_file(self) -> bool:
+        """A Milvus Lite file run in this process, not a server."""
+        return "://" not in self.uri
 
     def _check_reachable(self) -> None:
         """Fail at once when nothing listens at a server URI: pymilvus would retry for as long as
@@ -191,6 +217,20 @@ class MilvusSearch:
     def exists(self) -> bool:
         with self._errors("look up the collection"):
             return bool(self.client.has_collection(self.collection))
+
+    def _searchable(self) -> bool:
+        """Whether the collection exists, loading it into memory first if it is not (a Milvus
+        Lite file opened by a new process, or a server after a restart, holds it released)."""
+        if self._loaded:
+            return True
+        if not self.exists():
+            return False
+        with self._errors("load the collection"):
+            state = str(self.client.get_load_state(self.collection).get("state", ""))
+            if not state.endswith("Loaded"):
+                self.client.load_collection(self.collection)
+        self._loaded = True
+        return True
 
     def create(self, dim: int) -> None:
         """Make the collection for vectors of ``dim`` if it is not there yet."""
@@ -254,6 +294,7 @@ class MilvusSearch:
         if not records:
             return
         self.create(int(vectors.shape[1]))
+        self._searchable()
         rows = [
             {
                 "id": r.id,
@@ -272,7 +313,7 @@ class MilvusSearch:
                 self.client.upsert(self.collection, rows[start : start + _WRITE_BATCH])
 
     def delete(self, ids: Sequence[int]) -> None:
-        if len(ids) and self.exists():
+        if len(ids) and self._searchable():
             with self._errors(f"delete {len(ids)} chunks"):
                 for start in range(0, len(ids), _WRITE_BATCH):
                     self.client.delete(self.collection, ids=[int(i) for i in ids[start : start + _WRITE_BATCH]])
@@ -281,7 +322,7 @@ class MilvusSearch:
 
     def ids(self) -> npt.NDArray[np.int64]:
         """Every chunk id the collection holds, ascending (paged by id, so any size works)."""
-        if not self.exists():
+        if not self._searchable():
             return np.zeros(0, dtype=np.int64)
         found: list[int] = []
         last = -1
@@ -298,7 +339,7 @@ class MilvusSearch:
         return np.array(sorted(found), dtype=np.int64)
 
     def count(self) -> int:
-        if not self.exists():
+        if not self._searchable():
             return 0
         with self._errors("count chunks"):
             rows = self.client.query(self.collection, filter="", output_fields=["count(*)"])
@@ -306,7 +347,7 @@ class MilvusSearch:
 
     def dense(self, query: np.ndarray, k: int, filters: Filters) -> dict[int, float]:
         """Cosine scores of the best ``k`` chunks that pass ``filters``, best first."""
-        if not self.exists():
+        if not self._searchable():
             return {}
         with self._errors("search vectors"):
             hits = self.client.search(
@@ -328,7 +369,7 @@ class MilvusSearch:
                 "(BM25) search; use --mode dense, or Milvus 2.5 or later for keyword and hybrid search"
             )
         words = content_words(question)
-        if not words or not self.exists():
+        if not words or not self._searchable():
             return {}
         with self._errors("search text"):
             hits = self.client.search(

@@ -409,3 +409,24 @@ def test_filters_become_escaped_milvus_expressions() -> None:
     assert expression(Filters(until="2021-12-31")) == '(date <= "2021-12-31" and date != "")'
     assert site_of("https://www.Reuters.com/world/x") == "reuters.com"
     assert site_of("/home/me/articles/a.txt") == ""
+
+
+def test_a_milvus_lite_file_is_searched_from_a_new_process_and_refused_while_another_holds_it(
+    tmp_path: Path,
+) -> None:
+    path = corpus(tmp_path)
+    index = str(tmp_path / "idx")
+    done = cli("index", str(path), "--index-dir", index, "--model", "hashing", "--backend", "milvus", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    # A new process finds the collection released (not in memory) and loads it before searching.
+    found = cli("search", "zebra keepers", "--index-dir", index, "-k", "1", "--json")
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)[0]["doc_id"] == "zebra"
+    with RAG.open(index, read_only=True) as holder:
+        assert holder.search("comet", k=1, mode="keyword")[0].doc_id == "comet"  # this process holds the file now
+        refused = cli("status", "--index-dir", index)
+    assert refused.returncode == 2
+    message = refused.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"rag: error: cannot open the Milvus Lite file {index}/milvus.db")
+    assert f"milvus-lite server --data-dir {index}/milvus.db" in message
+    assert "Traceback" not in refused.stderr
