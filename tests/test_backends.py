@@ -430,3 +430,19 @@ def test_a_milvus_lite_file_is_searched_from_a_new_process_and_refused_while_ano
     assert message.startswith(f"rag: error: cannot open the Milvus Lite file {index}/milvus.db")
     assert f"milvus-lite server --data-dir {index}/milvus.db" in message
     assert "Traceback" not in refused.stderr
+
+
+def test_a_fork_indexes_while_the_first_handle_keeps_answering(config: Config, tmp_path: Path) -> None:
+    # The web chat's upload path: a second writable handle in the same process.
+    with RAG.open(config=config) as opened:
+        opened.index([corpus(tmp_path)], progress=False)
+        assert opened.search("zebra keepers", k=1, mode="dense")[0].doc_id == "zebra"
+        fork = opened.fork()
+        try:
+            upload = write(tmp_path / "up" / "owls.txt", "Barn owls nested in the old church tower this spring.")
+            assert fork.index([upload], progress=False).added == 1
+        finally:
+            fork.close()
+        best = opened.search("barn owls church tower", k=1, mode="dense")[0]
+        assert best.source.endswith("owls.txt")
+        assert_in_step(opened)
