@@ -27,7 +27,7 @@ from rag import RAG, Config
 from rag.config import ConfigError
 from rag.retrieval import Filters, SearchError
 from rag.search_milvus import MilvusError, MilvusSearch, expression, site_of
-from tests.conftest import REPO, free_port, write
+from tests.conftest import REPO, article, free_port, write
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -446,3 +446,49 @@ def test_a_fork_indexes_while_the_first_handle_keeps_answering(config: Config, t
         best = opened.search("barn owls church tower", k=1, mode="dense")[0]
         assert best.source.endswith("owls.txt")
         assert_in_step(opened)
+
+
+@pytest.mark.parametrize("where", ["lite-file", "lite-server"])
+@pytest.mark.parametrize("updating", [False, True])
+def test_kill_9_during_milvus_indexing_then_the_next_run_repairs_it(
+    where: str, updating: bool, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A real `rag index` process killed between commits: the store and the collection may
+    disagree in either direction; the next run leaves them equal, with nothing embedded twice."""
+    from tests.test_crash import generation
+
+    source = tmp_path / "src"
+    for i in range(60):
+        write(source / f"a{i:03d}.txt", article(i, words=300))
+    index_dir = tmp_path / "idx"
+    uri = None if where == "lite-file" else request.getfixturevalue("lite_server")
+    env = {"RAG_MODEL": "hashing-64", "RAG_ENCODE_GROUP": "4", "RAG_BACKEND": "milvus"}
+    if uri:
+        env["RAG_MILVUS_URI"] = uri
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "rag.cli", "index", str(source), "--index-dir", str(index_dir), "--no-progress"],
+            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+    if updating:
+        assert start().wait(120) == 0
+        for path in sorted(source.iterdir())[::3]:
+            path.write_text(article(1000 + int(path.stem[1:]), words=300), encoding="utf-8")
+    before = generation(index_dir)
+    proc = start()
+    deadline = time.monotonic() + 60
+    while generation(index_dir) < before + 6 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert 0 < generation(index_dir) - before < (20 if updating else 60), "the kill landed mid-run"
+    rerun = start()
+    assert rerun.wait(120) == 0, rerun.stderr.read() if rerun.stderr else ""
+    config = Config(index_dir=index_dir, model="hashing-64", backend="milvus", milvus_uri=uri)
+    with RAG.open(config=config) as opened:
+        assert_in_step(opened)  # no orphan row, no missing one, no id twice
+        summary = opened.index([source], progress=False)
+        assert (summary.documents, summary.embedded, summary.unchanged) == (60, 0, 60)
+        assert opened.search(article(7, words=300)[:200], k=1, mode="dense")[0].source.endswith("a007.txt")
