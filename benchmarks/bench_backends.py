@@ -200,6 +200,9 @@ def main() -> None:
         help="questions per size for Milvus, which is much slower here (default: %(default)s, for 10k and 100k)",
     )
     parser.add_argument("--no-server", action="store_true", help="skip the Milvus 2.3 server")
+    parser.add_argument(
+        "--milvus", default="lite,server", help="which Milvus runs beside local: lite, server (default: %(default)s)"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # SIZE:BACKEND[:URI], run in a child process
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/backends.json"))
     args = parser.parse_args()
@@ -211,7 +214,9 @@ def main() -> None:
         modes = ["dense"] if uri else ["dense", "keyword"] if args.queries < 20 else ["dense", "keyword", "hybrid"]
         print(json.dumps(measure(int(size), backend, uri, args.queries, modes)))
         return
-    results: dict[str, dict[str, object]] = {}
+    # Runs not repeated keep their figures from the last run.
+    results: dict[str, dict[str, object]] = json.loads(args.out.read_text()) if args.out.exists() else {}
+    wanted = set(args.milvus.split(","))
 
     def run(size: int, backend: str, uri: str | None = None, queries: int = args.queries) -> dict[str, object]:
         spec = f"{size}:{backend}" + (f":{uri}" if uri else "")
@@ -227,11 +232,13 @@ def main() -> None:
     milvus_queries = [int(n) for n in args.milvus_queries.split(",")]
     for size, queries in zip(sizes, milvus_queries + milvus_queries[-1:] * len(sizes), strict=False):
         local = run(size, "local")
-        lite = run(size, "milvus", queries=queries)
-        for mode in lite["top5"]:  # type: ignore[attr-defined]
-            lite[f"{mode}_top5_agreement_with_local"] = _agreement(local, lite, mode)
-        results[f"local-{size}"], results[f"milvus-lite-{size}"] = local, lite
-        if not args.no_server:
+        results[f"local-{size}"] = local
+        if "lite" in wanted:
+            lite = run(size, "milvus", queries=queries)
+            for mode in lite["top5"]:  # type: ignore[attr-defined]
+                lite[f"{mode}_top5_agreement_with_local"] = _agreement(local, lite, mode)
+            results[f"milvus-lite-{size}"] = lite
+        if "server" in wanted and not args.no_server:
             proc, uri, folder = start_server()
             try:
                 server = run(size, "milvus", uri, queries=queries)

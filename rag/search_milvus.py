@@ -43,6 +43,11 @@ if TYPE_CHECKING:
 KEY_BYTES = 4096
 _ID_BATCH = 10_000  # ids per query page (Milvus caps offset + limit at 16,384)
 _WRITE_BATCH = 1_000
+# Searches read at Session consistency: a process sees its own writes at once, and other
+# processes' writes within moments. Strong (the collection's level, which the reconcile pass's
+# id listing keeps) made every search on a 2.3 server wait for its 200 ms time tick: 200 ms per
+# dense search against 7 ms at Session or Bounded (docs/scale-out.md).
+SEARCH_CONSISTENCY = "Session"
 
 
 class MilvusError(RuntimeError):
@@ -358,6 +363,7 @@ class MilvusSearch:
                 filter=expression(filters),
                 output_fields=["id"],
                 search_params={"metric_type": "IP"},
+                consistency_level=SEARCH_CONSISTENCY,
             )
         return {int(h["id"]): float(h["distance"]) for h in hits[0]}
 
@@ -380,6 +386,7 @@ class MilvusSearch:
                 filter=expression(filters),
                 output_fields=["id"],
                 search_params={"metric_type": "BM25"},
+                consistency_level=SEARCH_CONSISTENCY,
             )
         # Milvus Lite reports BM25 negated; servers report it as is. A BM25 score is never
         # negative, so its magnitude is the score either way.
