@@ -818,8 +818,15 @@ class RAG:
             "chunk_overlap": self.settings.chunk_overlap,
             "cached_embeddings": counts["cached_embeddings"],
             "schema_version": SCHEMA_VERSION,
-            "bytes": {
-                "store": store_bytes,
-                "vectors": vectors_path.stat().st_size if vectors_path.exists() else 0,
-            },
+            "bytes": {"store": store_bytes, **self._search_bytes(vectors_path)},
         }
+
+    def _search_bytes(self, vectors_path: Path) -> dict[str, int]:
+        """What the search side takes on this machine's disk: the FAISS file, or a Milvus Lite
+        folder (a Milvus server's disk is its own)."""
+        if self.backend == "local":
+            return {"vectors": vectors_path.stat().st_size if vectors_path.exists() else 0}
+        if self.milvus.is_lite_file:
+            folder = Path(self.milvus.uri)
+            return {"milvus_lite": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())}
+        return {}

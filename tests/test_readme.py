@@ -38,6 +38,8 @@ EXPECTED = {
     "RAG_ALLOW_PRIVATE_URLS=true rag index http": "1 new document is a copy of an article already indexed",
     'rag ask "How many dengue cases': "also published by: Global Wire (https://globalwire.example/story/dengue)",
     "RAG_ALLOW_PRIVATE_URLS=true timeout": "5 added, 0 updated, 3 unchanged, 0 removed",
+    'rag ask "How much will the bridge repairs cost?" --index-dir milvus-index': "Answer: **14.2 million euros**",
+    "rag status --index-dir milvus-index": "backend milvus milvus uri milvus-index/milvus.db",
 }
 
 
@@ -79,7 +81,8 @@ def test_every_tested_readme_command_runs(tmp_path: Path) -> None:
         assert expected in " ".join(outputs[line].split()), f"{line} printed:\n{outputs[line][-2000:]}"
     assert len(json.loads((tmp_path / "bridge.json").read_text())["turns"]) == 3
     assert "_shtab_rag" in (tmp_path / "rag-completion.bash").read_text()
-    assert {"runs", "squad-index", "rag-192", ".rag", "web-index"} <= {p.name for p in tmp_path.iterdir()}
+    made = {p.name for p in tmp_path.iterdir()}
+    assert {"runs", "squad-index", "rag-192", ".rag", "web-index", "milvus-index"} <= made
 
 
 def run_all(
