@@ -279,6 +279,22 @@ def any_of(words: Sequence[str]) -> str:
     return " OR ".join(f'"{w}"' for w in words)
 
 
+class ThreadConnections:
+    """One read-only connection to the store per thread: a connection is not thread-safe, and
+    keyword queries run in a worker thread beside the caller's."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+
+    def get(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            self._local.db = db
+        return db
+
+
 class SearchBackend(Protocol):
     """What retrieval asks of the search side of storage: candidates with their scores, under
     filters, best first. ``rag.search_local`` (SQLite FTS5 + FAISS, the default) and
@@ -327,10 +343,9 @@ class Retriever:
         self.fusion = fusion
         self.dense_weight = dense_weight
         self.candidates = candidates
-        self._db_path = db_path
+        self._readers = ThreadConnections(db_path)
         self._total: tuple[str, int] | None = None  # (store generation, chunks) for rare_words
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-keyword")
-        self._local = threading.local()
 
     def close(self) -> None:
         self._worker.shutdown(wait=True)
@@ -409,14 +424,6 @@ class Retriever:
         found = self.backend.keyword(question, depth, filters)
         return found, _ms(started)
 
-    def _keyword_db(self) -> sqlite3.Connection:
-        """The calling thread's own read-only connection (one connection is not thread-safe)."""
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(f"file:{self._db_path}?mode=ro", uri=True)
-            self._local.db = db
-        return db
-
     def _chunk_total(self, db: sqlite3.Connection) -> int:
         """Chunks in the index, counted once per store generation (a count at 1M chunks scans
         an index: about 20 ms, on every answer)."""
@@ -433,7 +440,7 @@ class Retriever:
         of the passages found is likely about something the documents do not cover. The store's
         FTS5 table answers this with either search backend: it is kept with the chunks.
         """
-        db = self._keyword_db()  # this thread's own read-only connection
+        db = self._readers.get()
         total = self._chunk_total(db)
         cap = max(RARE_MIN_CHUNKS, int(total * RARE_SHARE))
         rare = set()

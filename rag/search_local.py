@@ -9,14 +9,13 @@ only searches it.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.retrieval import KEYWORD_RARE, Filters, any_of, content_words, filter_sql
+from rag.retrieval import KEYWORD_RARE, Filters, ThreadConnections, any_of, content_words, filter_sql
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -33,10 +32,9 @@ class LocalSearch:
 
     def __init__(self, db_path: Path, db: sqlite3.Connection, dense: DenseSearch, keyword_budget: int = 0) -> None:
         self.db = db  # the store's own connection, for the filters' allowed ids
-        self._db_path = db_path
+        self._readers = ThreadConnections(db_path)
         self._dense_search = dense
         self.keyword_budget = keyword_budget  # 0: exact, every matching chunk scored
-        self._local = threading.local()
 
     def dense(self, query: np.ndarray, k: int, filters: Filters) -> dict[int, float]:
         allowed = self._allowed_ids(filters) if filters.active else None
@@ -51,14 +49,6 @@ class LocalSearch:
         rows = self.db.execute(f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", params)
         return {int(r[0]) for r in rows}
 
-    def _keyword_db(self) -> sqlite3.Connection:
-        """The calling thread's own read-only connection (the keyword query runs in a worker)."""
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(f"file:{self._db_path}?mode=ro", uri=True)
-            self._local.db = db
-        return db
-
     def keyword(self, question: str, k: int, filters: Filters) -> dict[int, float]:
         """BM25 scores of the best ``k`` matches, best first (dicts keep insertion order)."""
         words = self._budgeted_words(question)
@@ -67,7 +57,7 @@ class LocalSearch:
         match = any_of(words)
         where, params = filter_sql(filters)
         rows = (
-            self._keyword_db()
+            self._readers.get()
             .execute(
                 "SELECT chunks_fts.rowid, -bm25(chunks_fts) FROM chunks_fts "
                 + ("JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id " if where else "")
@@ -86,7 +76,7 @@ class LocalSearch:
         words = content_words(question)
         if self.keyword_budget <= 0 or len(words) < 2:
             return words
-        db = self._keyword_db()
+        db = self._readers.get()
         # Counting stops at the cap: a common word costs at most the budget to count, far less
         # than scoring its matches would.
         found = {w: self._matches(db, w, KEYWORD_RARE) for w in words}

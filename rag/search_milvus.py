@@ -352,20 +352,8 @@ class MilvusSearch:
 
     def dense(self, query: np.ndarray, k: int, filters: Filters) -> dict[int, float]:
         """Cosine scores of the best ``k`` chunks that pass ``filters``, best first."""
-        if not self._searchable():
-            return {}
-        with self._errors("search vectors"):
-            hits = self.client.search(
-                self.collection,
-                data=[np.asarray(query[0], dtype=np.float32).tolist()],
-                anns_field="vector",
-                limit=k,
-                filter=expression(filters),
-                output_fields=["id"],
-                search_params={"metric_type": "IP"},
-                consistency_level=SEARCH_CONSISTENCY,
-            )
-        return {int(h["id"]): float(h["distance"]) for h in hits[0]}
+        found = self._search("vector", "IP", np.asarray(query[0], dtype=np.float32).tolist(), k, filters)
+        return dict(found)
 
     def keyword(self, question: str, k: int, filters: Filters) -> dict[int, float]:
         """BM25 scores of the best ``k`` chunks that pass ``filters``, best first."""
@@ -375,22 +363,28 @@ class MilvusSearch:
                 "(BM25) search; use --mode dense, or Milvus 2.5 or later for keyword and hybrid search"
             )
         words = content_words(question)
-        if not words or not self._searchable():
+        if not words:
             return {}
-        with self._errors("search text"):
+        # Milvus Lite reports BM25 negated; servers report it as is. A BM25 score is never
+        # negative, so its magnitude is the score either way.
+        return {cid: abs(score) for cid, score in self._search("sparse", "BM25", " ".join(words), k, filters)}
+
+    def _search(self, field: str, metric: str, query: Any, k: int, filters: Filters) -> list[tuple[int, float]]:
+        """(chunk id, score) of the best ``k`` rows by ``field`` that pass ``filters``."""
+        if not self._searchable():
+            return []
+        with self._errors(f"search {field}"):
             hits = self.client.search(
                 self.collection,
-                data=[" ".join(words)],
-                anns_field="sparse",
+                data=[query],
+                anns_field=field,
                 limit=k,
                 filter=expression(filters),
                 output_fields=["id"],
-                search_params={"metric_type": "BM25"},
+                search_params={"metric_type": metric},
                 consistency_level=SEARCH_CONSISTENCY,
             )
-        # Milvus Lite reports BM25 negated; servers report it as is. A BM25 score is never
-        # negative, so its magnitude is the score either way.
-        return {int(h["id"]): abs(float(h["distance"])) for h in hits[0]}
+        return [(int(h["id"]), float(h["distance"])) for h in hits[0]]
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "milvus_uri": self.uri, "collection": self.collection}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -123,6 +124,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 30) -> None:
+    """Stop a server started with ``start_new_session=True`` and everything it started: SIGTERM to
+    its process group, SIGKILL if it outlives ``grace_s``."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
 
 
 def start_server(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

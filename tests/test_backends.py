@@ -27,7 +27,7 @@ from rag import RAG, Config
 from rag.config import ConfigError
 from rag.retrieval import Filters, SearchError
 from rag.search_milvus import MilvusError, MilvusSearch, expression, site_of
-from tests.conftest import REPO, article, free_port, write
+from tests.conftest import REPO, article, free_port, stop_group, write
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -94,12 +94,7 @@ def _wait_for_milvus(uri: str, proc: subprocess.Popen[bytes], log: Path, limit_s
 def _stop(proc: subprocess.Popen[bytes], folder: Path) -> None:
     """Stop the server's process group, then any process still running from ``folder``:
     milvus-server runs Milvus from a copy in its data folder, in a process group of its own."""
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+    stop_group(proc)
     for entry in Path("/proc").iterdir():
         try:
             command = (entry / "cmdline").read_bytes()

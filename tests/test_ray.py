@@ -4,7 +4,6 @@ test and stopped by its process group (never `ray stop`, which stops every Ray o
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 
 from rag.config import Config, ConfigError
-from tests.conftest import NEWS, REPO, free_port
+from tests.conftest import NEWS, REPO, free_port, stop_group
 
 pytestmark = pytest.mark.slow
 RAY = Path(sys.executable).with_name("ray")
@@ -44,12 +43,7 @@ def ray_head() -> Iterator[tuple[str, Path]]:
             time.sleep(0.5)
         yield f"127.0.0.1:{port}", temp
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait(10)
+        stop_group(head)
 
 
 def rag(*args: str) -> subprocess.CompletedProcess[str]:
