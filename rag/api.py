@@ -254,7 +254,12 @@ class RAG:
                     f"backend 'milvus' needs pymilvus ({exc.name} is missing): "
                     "pip install 'rag-articles[scale]' (or pymilvus milvus-lite)"
                 ) from exc
-            collection = self.store.meta().get("milvus_collection", "rag_unwritten")
+            collection = self.store.meta().get("milvus_collection")
+            if collection is None:  # only a writer names the collection (see _record_backend)
+                raise SearchError(
+                    f"the index in {self.dir} was never written to Milvus; fill its collection from the "
+                    f"cached vectors with `rag index --backend milvus --index-dir {self.dir}` (nothing is embedded)"
+                )
             token = os.environ.get(self.config.milvus_token_env)
             self._milvus = MilvusSearch(self.milvus_uri, collection, token=token)
         return self._milvus
@@ -291,11 +296,9 @@ class RAG:
         self.milvus.upsert(records, matrix[keep] if len(keep) != len(ids) else matrix)
 
     def _prepare_search(self) -> None:
-        """Before a writer's first commit: the search side is in step with the store."""
-        if self.backend == "milvus":
-            if not self._reconciled:
-                self._reconcile()
-        else:
+        """Before a writer's first commit: the search side is in step with the store (a Milvus
+        collection was reconciled when the write lock was taken)."""
+        if self.backend == "local":
             self.vectors  # noqa: B018  (brings FAISS in step)
 
     def _embed(self, texts: list[str]) -> np.ndarray:

@@ -335,6 +335,11 @@ def test_switching_an_index_to_milvus_fills_the_collection_from_the_cache(tmp_pa
     config = Config(index_dir=tmp_path / "idx", model="hashing")
     with RAG.open(config=config) as opened:
         opened.index([path], progress=False)
+    with (
+        RAG.open(config=config.replace(backend="milvus"), read_only=True) as reader,
+        pytest.raises(SearchError, match=r"never written to Milvus; fill its collection .* `rag index --backend"),
+    ):
+        reader.search("zebra")
     with RAG.open(config=config.replace(backend="milvus")) as opened:
         summary = opened.index([path], progress=False)
         assert (summary.unchanged, summary.embedded) == (len(ARTICLES), 0)
