@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -27,7 +29,7 @@ from rag import RAG, Config
 from rag.config import ConfigError
 from rag.retrieval import Filters, SearchError
 from rag.search_milvus import MilvusError, MilvusSearch, expression, site_of
-from tests.conftest import REPO, article, free_port, stop_group, write
+from tests.conftest import NEWS, REPO, article, free_port, running_serve, stop_group, write
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -492,3 +494,40 @@ def test_kill_9_during_milvus_indexing_then_the_next_run_repairs_it(
         summary = opened.index([source], progress=False)
         assert (summary.documents, summary.embedded, summary.unchanged) == (60, 0, 60)
         assert opened.search(article(7, words=300)[:200], k=1, mode="dense")[0].source.endswith("a007.txt")
+
+
+def test_rag_serve_on_a_milvus_server_answers_and_sees_what_another_process_indexes(
+    lite_server: str, tmp_path: Path
+) -> None:
+    """The shared-index case: a running `rag serve` and a `rag index` in another process, both on
+    one Milvus server (a Milvus Lite file would refuse the second process, as tested above)."""
+    news = tmp_path / "news"
+    shutil.copytree(NEWS, news)
+    index = tmp_path / "idx"
+    done = cli("index", str(news), "--index-dir", str(index), "--backend", "milvus", "--milvus-uri", lite_server,
+               "--no-progress")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+
+    def ask(url: str, question: str) -> str:
+        reply = httpx.post(
+            url + "v1/chat/completions",
+            json={"model": "idx", "messages": [{"role": "user", "content": question}]},
+            timeout=120,
+        )
+        assert reply.status_code == 200, reply.text
+        return str(reply.json()["choices"][0]["message"]["content"])
+
+    with running_serve(index, tmp_path / "serve.log", env) as url:  # the backend comes from the index
+        assert ask(url, "What rate did the Fed keep?").startswith(
+            "The U.S. Federal Reserve kept its benchmark rate at 3.75% on Wednesday. [1]"
+        )
+        write(news / "owls.md", "# Owls return to the tower\n\nBarn owls nested in the old church tower of Riverside "
+              "this spring, for the first time in twenty years, the parish warden said.")  # fmt: skip
+        added = cli("index", str(news), "--index-dir", str(index), "--no-progress")
+        assert added.returncode == 0, added.stderr
+        deadline = time.monotonic() + 30  # another process's write is seen within moments
+        while "church tower" not in (answer := ask(url, "Where did the barn owls nest?")):
+            assert time.monotonic() < deadline, answer
+            time.sleep(1)
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
