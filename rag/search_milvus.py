@@ -50,6 +50,13 @@ _WRITE_BATCH = 1_000
 SEARCH_CONSISTENCY = "Session"
 
 
+# Clients open one at a time in a process: hybrid search asks from two threads at once, and
+# `rag serve` opens a second handle to repair the index while the first answers. Two clients
+# opening one Milvus Lite file together both try to lock it, and one fails; one after the other,
+# the second reuses the first one's in-process server.
+_OPENING = threading.Lock()
+
+
 class MilvusError(RuntimeError):
     """Milvus cannot be reached or refused a request; the message names the URI and the fix."""
 
@@ -125,15 +132,12 @@ class MilvusSearch:
         self._client: MilvusClient | None = None
         self._bm25: bool | None = None
         self._loaded = False
-        # Hybrid search asks from two threads at once; two clients opening one Milvus Lite file
-        # together would both try to lock it, and one would fail.
-        self._opening = threading.Lock()
 
     # --- connection and collection --------------------------------------------------------
 
     @property
     def client(self) -> MilvusClient:
-        with self._opening:
+        with _OPENING:
             return self._open()
 
     def _open(self) -> MilvusClient:

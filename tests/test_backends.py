@@ -496,6 +496,26 @@ def test_kill_9_during_milvus_indexing_then_the_next_run_repairs_it(
         assert opened.search(article(7, words=300)[:200], k=1, mode="dense")[0].source.endswith("a007.txt")
 
 
+def test_rag_serve_on_a_milvus_lite_file_opens_it_once_for_its_two_handles(tmp_path: Path) -> None:
+    """`rag serve` answers with one handle while another repairs the index at start; both open the
+    Lite file in one process, which must not race to lock it."""
+    index = tmp_path / "idx"
+    done = cli("index", str(NEWS), "--index-dir", str(index), "--backend", "milvus", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    with running_serve(index, tmp_path / "serve.log", env) as url:
+        reply = httpx.post(
+            url + "v1/chat/completions",
+            json={"model": "idx", "messages": [{"role": "user", "content": "How much will the bridge repairs cost?"}]},
+            timeout=120,
+        )
+        assert reply.status_code == 200, reply.text
+        assert "14.2 million euros" in reply.json()["choices"][0]["message"]["content"]
+        time.sleep(2)  # the repair thread has finished by now
+    log = (tmp_path / "serve.log").read_text()
+    assert "Traceback" not in log and "cannot open" not in log, log
+
+
 def test_rag_serve_on_a_milvus_server_answers_and_sees_what_another_process_indexes(
     lite_server: str, tmp_path: Path
 ) -> None:
