@@ -6,8 +6,8 @@
 
 An index folder holds ``store.sqlite`` (the source of truth) and ``vectors.faiss`` (derived).
 With ``backend = "milvus"`` a Milvus collection takes the place of the FAISS file and the FTS5
-keyword search (``rag.search_milvus``); the store stays the source of truth, and each writer
-first reconciles the collection with it (``_reconcile``), which repairs a killed run.
+keyword search (``rag.search_milvus``); the store stays the source of truth. Searches go through
+``search_backend`` and writes through ``sync`` (``rag.search_sync``), one object per backend.
 
 Keeping the two in step across processes (a server answering while ``rag index`` runs):
 - the vector file's stamp names the exact set of chunk ids it holds (a digest of them);
@@ -64,6 +64,7 @@ if TYPE_CHECKING:  # imported lazily at run time: FAISS and torch are slow to im
     from embeddings import Encoder, VectorIndex
     from embeddings.ray_encoder import RayEncoder
     from rag.search_milvus import MilvusSearch
+    from rag.search_sync import SearchSync
 
 
 class IndexMismatchError(RuntimeError):
@@ -113,8 +114,7 @@ class RAG:
         # The search backend: as asked, else as the index was last written with.
         self.backend = config.backend or store.meta().get("backend", "local")
         self._milvus: MilvusSearch | None = None
-        self._reconciled = False  # a writer reconciles the Milvus collection once per handle
-        self._last_reconcile = (0, 0)  # (rows added, rows removed) by the last reconcile
+        self._sync: SearchSync | None = None
 
     @classmethod
     def open(
@@ -264,42 +264,17 @@ class RAG:
             self._milvus = MilvusSearch(self.milvus_uri, collection, token=token)
         return self._milvus
 
-    def _reconcile(self) -> tuple[int, int]:
-        """Make the Milvus collection hold exactly the store's chunks: delete the rows of chunks
-        the store no longer has and upsert those it lacks, with vectors from the embedding cache.
-        This repairs a run killed between a store commit and the Milvus write, in either
-        direction; ids are never reused, so no row can stand for the wrong chunk.
-        Returns (rows added, rows removed)."""
-        wanted = self.store.chunk_ids()
-        have = self.milvus.ids()
-        extra = np.setdiff1d(have, wanted, assume_unique=True)
-        missing = np.setdiff1d(wanted, have, assume_unique=True)
-        if extra.size or missing.size:
-            log.warning(
-                "the Milvus collection %s was out of step with %s (%d chunks missing, %d removed ones held); "
-                "bringing it in step", self.milvus.collection, STORE_FILE, missing.size, extra.size,
-            )  # fmt: skip
-        self.milvus.delete(extra.tolist())
-        for ids, matrix in self._stored_vectors(missing.tolist()):
-            self._upsert_milvus(ids.tolist(), matrix)
-        self._reconciled = True
-        self._last_reconcile = (int(missing.size), int(extra.size))
-        return self._last_reconcile
+    @property
+    def sync(self) -> SearchSync:
+        """What keeps the search backend in step with the store as writes commit."""
+        if self._sync is None:
+            from rag.search_sync import LocalSync, MilvusSync
 
-    def _upsert_milvus(self, ids: list[int], matrix: np.ndarray) -> None:
-        from rag.search_milvus import ChunkRecord
-
-        rows = self.store.chunk_records(ids)
-        # A chunk removed since its id was read has no row: it is left out, as FAISS does.
-        keep = [i for i, cid in enumerate(ids) if cid in rows]
-        records = [ChunkRecord(ids[i], *rows[ids[i]]) for i in keep]
-        self.milvus.upsert(records, matrix[keep] if len(keep) != len(ids) else matrix)
-
-    def _prepare_search(self) -> None:
-        """Before a writer's first commit: the search side is in step with the store (a Milvus
-        collection was reconciled when the write lock was taken)."""
-        if self.backend == "local":
-            self.vectors  # noqa: B018  (brings FAISS in step)
+            if self.backend == "milvus":
+                self._sync = MilvusSync(self, self.milvus)
+            else:
+                self._sync = LocalSync(self, self.dir / VECTORS_FILE)
+        return self._sync
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         vectors = (self.ray or self.encoder).encode_documents(texts)
@@ -431,14 +406,10 @@ class RAG:
         key = self.settings.vectors_key
         return stamp.get("model") == key and stamp.get("ids") == ids_digest(self.store.chunk_ids())
 
-    def _apply_to_vectors(self, removed: list[int], ids: list[int], matrix: np.ndarray) -> None:
+    def _apply_to_faiss(self, removed: list[int], ids: list[int], matrix: np.ndarray) -> None:
         # Called right after the store committed, with the write lock held; the index was
         # brought in step just before that commit (``prepare``), so it now differs from the
         # store by exactly this change.
-        if self.backend == "milvus":
-            self.milvus.delete(removed)
-            self._upsert_milvus(ids, matrix)
-            return
         index = self.vectors if self._vectors is None else self._vectors
         with self._vector_access.writing():
             index.remove(np.array(removed, dtype=np.int64))
@@ -451,8 +422,8 @@ class RAG:
             self.store,
             self.settings,
             embed=self._embed,
-            apply=self._apply_to_vectors,
-            prepare=self._prepare_search,
+            apply=lambda removed, ids, matrix: self.sync.apply(removed, ids, matrix),
+            prepare=lambda: self.sync.prepare(),
             encode_group=self.config.encode_group,
             max_file_bytes=self.config.max_file_bytes,
             web=self.config.web(),
@@ -461,8 +432,9 @@ class RAG:
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
-        """One writer at a time per index folder. On the way out the vector file is saved if
-        this run changed it or it was found out of step (an earlier run was killed)."""
+        """One writer at a time per index folder. The search backend hears when the lock is
+        taken and before it is released (``SearchSync.begin`` / ``end``): the FAISS file is
+        saved on the way out, a Milvus collection reconciled on the way in."""
         if self.store.read_only:
             raise RuntimeError("this index was opened read-only")
         with open(self.dir / LOCK_FILE, "w") as lock:
@@ -472,15 +444,10 @@ class RAG:
                 log.warning("another process is writing to %s; waiting for it", self.dir)
                 fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                if self.backend == "milvus" and not self._reconciled:
-                    # Every writer starts in step, even one with nothing to change (`rag index`
-                    # after switching backends, or after a run killed before its Milvus write).
-                    self._reconcile()
+                self.sync.begin()
                 yield
             finally:
-                # With Milvus there is no file to save: each change went to the collection.
-                if self.backend == "local" and (self._vectors_dirty or not self._vector_file_matches()):
-                    self._save_vectors()
+                self.sync.end()
 
     def repair_vectors(self, deep: bool = True) -> bool:
         """Save the vector file if it is out of step with the store or damaged; True if it was.
@@ -488,16 +455,8 @@ class RAG:
         ``deep`` reads the whole file (its checksum and every vector), where the check every
         write makes on its way out reads only the stamp. With Milvus, reconciles the collection
         with the store instead. Waits for the write lock."""
-        if self.backend == "milvus":
-            self._reconciled = False
-            with self._writing():  # reconciles on the way in
-                return self._last_reconcile != (0, 0)
         with self._writing():
-            stale = not self._vector_file_matches()
-            if deep and not stale and not self.store.is_empty():
-                self.vectors  # loads and verifies the file; a damaged one marks itself for saving  # noqa: B018
-            stale = stale or self._vectors_dirty
-            return stale
+            return self.sync.repair(deep)
 
     # --- writing ------------------------------------------------------------------------
 
@@ -516,13 +475,7 @@ class RAG:
         with self._writing():
             summary = self._indexer().rebuild(progress=progress)
             self.store.set_meta(self.settings.to_meta())
-            if self.backend == "milvus":
-                # The swap committed in one transaction; the collection follows in one pass.
-                self._reconcile()
-                return summary
-            with self._sync_lock:
-                self._sync_vectors(fresh=True)
-            self._vectors_dirty = True
+            self.sync.rebuilt()
             return summary
 
     def remove(self, ref: str) -> list[str]:
@@ -787,32 +740,17 @@ class RAG:
         )
 
     def status(self) -> dict[str, Any]:
-        from embeddings.vector_index import read_stamp
-
         counts = self.store.counts()
         meta = self.store.meta()
         store_bytes = sum(p.stat().st_size for p in self.dir.glob(STORE_FILE + "*") if p.is_file())
-        vectors_path = self.dir / VECTORS_FILE
-        stamp = read_stamp(vectors_path)
-        where: dict[str, Any] = {"backend": self.backend}
-        if self.backend == "milvus":
-            held = self.milvus.ids()
-            where.update(self.milvus.describe())
-            where["milvus_version"] = self.milvus.version
-            vectors: int | None = len(held)
-            # True only when the collection holds exactly the store's chunk ids.
-            up_to_date = bool(np.array_equal(held, self.store.chunk_ids()))
-        else:
-            vectors = stamp["count"] if stamp else None
-            # True only when the file holds exactly the store's chunk ids (not merely as many).
-            up_to_date = stamp is not None and self._vector_file_matches()
+        where = self.sync.describe()
+        held = {key: where.pop(key) for key in ("vectors", "vectors_up_to_date")}
         return {
             "index_dir": str(self.dir),
             **where,
             "documents": counts["documents"],
             "chunks": counts["chunks"],
-            "vectors": vectors,
-            "vectors_up_to_date": up_to_date,
+            **held,
             "model": self.settings.model,
             "encoder_backend": self.settings.encoder_backend,
             "dim": int(meta["dim"]) if "dim" in meta else None,
@@ -821,15 +759,5 @@ class RAG:
             "chunk_overlap": self.settings.chunk_overlap,
             "cached_embeddings": counts["cached_embeddings"],
             "schema_version": SCHEMA_VERSION,
-            "bytes": {"store": store_bytes, **self._search_bytes(vectors_path)},
+            "bytes": {"store": store_bytes, **self.sync.disk_bytes()},
         }
-
-    def _search_bytes(self, vectors_path: Path) -> dict[str, int]:
-        """What the search side takes on this machine's disk: the FAISS file, or a Milvus Lite
-        folder (a Milvus server's disk is its own)."""
-        if self.backend == "local":
-            return {"vectors": vectors_path.stat().st_size if vectors_path.exists() else 0}
-        if self.milvus.is_lite_file:
-            folder = Path(self.milvus.uri)
-            return {"milvus_lite": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())}
-        return {}

@@ -29,6 +29,7 @@ from rag import RAG, Config
 from rag.config import ConfigError
 from rag.retrieval import Filters, SearchError
 from rag.search_milvus import MilvusError, MilvusSearch, expression, site_of
+from rag.search_sync import LocalSync, MilvusSync
 from tests.conftest import NEWS, REPO, article, free_port, running_serve, stop_group, write
 
 pytestmark = pytest.mark.slow
@@ -307,21 +308,21 @@ def test_a_run_that_died_before_the_search_side_was_written_is_repaired_by_the_n
         opened.index([path], progress=False)
     # The store commits, then the process dies before the search side hears of it: once for
     # an added article (a row missing) and once for a removed one (a row of a chunk now gone).
-    original = RAG._apply_to_vectors
 
-    def die(self: RAG, removed: list[int], ids: list[int], matrix: np.ndarray) -> None:
+    def die(self: object, removed: list[int], ids: list[int], matrix: np.ndarray) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(RAG, "_apply_to_vectors", die)
     extra = {"id": "lighthouse", "title": "Lighthouse relit", "date": "2022-05-05", "url": "https://valley-times.org/light",
              "text": "The old lighthouse was relit after forty years, its lamp now powered by the sun."}  # fmt: skip
-    corpus(tmp_path, [*ARTICLES, extra])
-    with RAG.open(config=config) as opened, pytest.raises(KeyboardInterrupt):
-        opened.index([path], progress=False)
-    corpus(tmp_path, [a for a in ARTICLES if a["id"] != "comet"] + [extra])
-    with RAG.open(config=config) as opened, pytest.raises(KeyboardInterrupt):
-        opened.index([path], progress=False)
-    monkeypatch.setattr(RAG, "_apply_to_vectors", original)
+    with monkeypatch.context() as patch:
+        for kind in (LocalSync, MilvusSync):
+            patch.setattr(kind, "apply", die)
+        corpus(tmp_path, [*ARTICLES, extra])
+        with RAG.open(config=config) as opened, pytest.raises(KeyboardInterrupt):
+            opened.index([path], progress=False)
+        corpus(tmp_path, [a for a in ARTICLES if a["id"] != "comet"] + [extra])
+        with RAG.open(config=config) as opened, pytest.raises(KeyboardInterrupt):
+            opened.index([path], progress=False)
     with RAG.open(config=config) as opened:
         if opened.backend == "milvus":  # the collection is behind the store in both ways
             assert not np.array_equal(opened.milvus.ids(), opened.store.chunk_ids())

@@ -1,0 +1,184 @@
+"""The write side of the search backends: keeping what search reads in step with the store.
+
+``rag.api.RAG`` calls these at fixed points of every write: ``begin`` when the write lock is
+taken, ``prepare`` before a run's first commit, ``apply`` right after each commit, ``end``
+before the lock is released. The store (SQLite) commits first, always, so a search side can only
+fall behind it; each implementation knows how to catch up.
+
+- ``LocalSync``: the FAISS file, kept by the facade's own machinery (syncing in memory across
+  processes, saving atomically with the ids it holds; see ``rag.api``), which this delegates to.
+- ``MilvusSync``: the Milvus collection, written as each commit lands and reconciled with the
+  store when a writer starts, which repairs a run killed between a commit and its write.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from rag.api import RAG
+    from rag.search_milvus import MilvusSearch
+
+log = logging.getLogger("rag")
+
+
+class SearchSync(Protocol):
+    """Keeps one search backend holding exactly the store's chunks."""
+
+    def begin(self) -> None:
+        """The write lock was just taken."""
+
+    def prepare(self) -> None:
+        """Before the first commit of a run: the search side is in step with the store."""
+
+    def apply(self, removed: list[int], ids: list[int], matrix: np.ndarray) -> None:
+        """Right after a commit that removed ``removed`` and stored ``ids`` with these vectors."""
+
+    def end(self) -> None:
+        """Before the write lock is released."""
+
+    def repair(self, deep: bool) -> bool:
+        """Inside the write lock: bring the search side in step; True if it was not."""
+
+    def rebuilt(self) -> None:
+        """Every chunk was replaced in one transaction (a rebuild): catch up at once."""
+
+    def describe(self) -> dict[str, Any]:
+        """For ``rag status``: the backend, where it is, how many vectors it holds and whether
+        they are exactly the store's chunks."""
+
+    def disk_bytes(self) -> dict[str, int]:
+        """What it takes on this machine's disk, by name."""
+
+
+class LocalSync:
+    """FAISS: the facade keeps the index in memory in step and saves the file on the way out."""
+
+    def __init__(self, rag: RAG, vectors_path: Path) -> None:
+        self.rag = rag
+        self.path = vectors_path
+
+    def begin(self) -> None:
+        pass
+
+    def prepare(self) -> None:
+        self.rag.vectors  # noqa: B018  (brings the in-memory index in step)
+
+    def apply(self, removed: list[int], ids: list[int], matrix: np.ndarray) -> None:
+        self.rag._apply_to_faiss(removed, ids, matrix)
+
+    def end(self) -> None:
+        # Saved if this run changed it, or it was found out of step (an earlier run was killed).
+        if self.rag._vectors_dirty or not self.rag._vector_file_matches():
+            self.rag._save_vectors()
+
+    def repair(self, deep: bool) -> bool:
+        stale = not self.rag._vector_file_matches()
+        if deep and not stale and not self.rag.store.is_empty():
+            self.rag.vectors  # loads and verifies the file; a damaged one marks itself for saving  # noqa: B018
+        return stale or self.rag._vectors_dirty
+
+    def rebuilt(self) -> None:
+        with self.rag._sync_lock:
+            self.rag._sync_vectors(fresh=True)
+        self.rag._vectors_dirty = True
+
+    def describe(self) -> dict[str, Any]:
+        from embeddings.vector_index import read_stamp
+
+        stamp = read_stamp(self.path)
+        return {
+            "backend": "local",
+            "vectors": stamp["count"] if stamp else None,
+            # True only when the file holds exactly the store's chunk ids (not merely as many).
+            "vectors_up_to_date": stamp is not None and self.rag._vector_file_matches(),
+        }
+
+    def disk_bytes(self) -> dict[str, int]:
+        return {"vectors": self.path.stat().st_size if self.path.exists() else 0}
+
+
+class MilvusSync:
+    """A Milvus collection: written as commits land, reconciled once per writing handle."""
+
+    def __init__(self, rag: RAG, milvus: MilvusSearch) -> None:
+        self.rag = rag
+        self.milvus = milvus
+        self._reconciled = False
+        self._found: tuple[int, int] | None = None  # (added, removed) by begin's reconcile
+
+    def begin(self) -> None:
+        # Every writer starts in step, even one with nothing to change (`rag index` after
+        # switching backends, or after a run killed before its Milvus write).
+        self._found = None if self._reconciled else self.reconcile()
+
+    def prepare(self) -> None:
+        pass  # begin reconciled already
+
+    def apply(self, removed: list[int], ids: list[int], matrix: np.ndarray) -> None:
+        self.milvus.delete(removed)
+        self._upsert(ids, matrix)
+
+    def end(self) -> None:
+        pass  # nothing to save: each change went to the collection
+
+    def repair(self, deep: bool) -> bool:
+        found = self._found if self._found is not None else self.reconcile()
+        return found != (0, 0)
+
+    def rebuilt(self) -> None:
+        self.reconcile()  # the swap committed in one transaction; the collection follows in one pass
+
+    def reconcile(self) -> tuple[int, int]:
+        """Make the collection hold exactly the store's chunks: delete the rows of chunks the
+        store no longer has and upsert those it lacks, with vectors from the embedding cache.
+        This repairs a run killed between a store commit and the Milvus write, in either
+        direction; ids are never reused, so no row can stand for the wrong chunk.
+        Returns (rows added, rows removed)."""
+        store = self.rag.store
+        wanted = store.chunk_ids()
+        have = self.milvus.ids()
+        extra = np.setdiff1d(have, wanted, assume_unique=True)
+        missing = np.setdiff1d(wanted, have, assume_unique=True)
+        if extra.size or missing.size:
+            log.warning(
+                "the Milvus collection %s was out of step with %s (%d chunks missing, %d removed ones held); "
+                "bringing it in step", self.milvus.collection, store.path.name, missing.size, extra.size,
+            )  # fmt: skip
+        self.milvus.delete(extra.tolist())
+        for ids, matrix in self.rag._stored_vectors(missing.tolist()):
+            self._upsert(ids.tolist(), matrix)
+        self._reconciled = True
+        return int(missing.size), int(extra.size)
+
+    def _upsert(self, ids: list[int], matrix: np.ndarray) -> None:
+        from rag.search_milvus import ChunkRecord
+
+        rows = self.rag.store.chunk_records(ids)
+        # A chunk removed since its id was read has no row: it is left out, as FAISS does.
+        keep = [i for i, cid in enumerate(ids) if cid in rows]
+        records = [ChunkRecord(ids[i], *rows[ids[i]]) for i in keep]
+        self.milvus.upsert(records, matrix[keep] if len(keep) != len(ids) else matrix)
+
+    def describe(self) -> dict[str, Any]:
+        held = self.milvus.ids()
+        return {
+            **self.milvus.describe(),
+            "milvus_version": self.milvus.version,
+            "vectors": len(held),
+            # True only when the collection holds exactly the store's chunk ids.
+            "vectors_up_to_date": bool(np.array_equal(held, self.rag.store.chunk_ids())),
+        }
+
+    def disk_bytes(self) -> dict[str, int]:
+        if not self.milvus.is_lite_file:
+            return {}  # a server's disk is its own
+        from pathlib import Path
+
+        folder = Path(self.milvus.uri)
+        return {"milvus_lite": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())}
