@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -39,6 +40,15 @@ def wait_until(condition: Callable[[], bool], what: str, log: Path, limit_s: flo
         time.sleep(0.2)
 
 
+def documents(index_dir: Path) -> int:
+    """Documents in the index; 0 while the watcher is still creating its store (the file can
+    exist before its tables do)."""
+    try:
+        return doc_count(index_dir) if (index_dir / "store.sqlite").exists() else 0
+    except sqlite3.Error:
+        return 0
+
+
 def watcher(index_dir: Path, log: Path, *sources: str, every: str = "1s") -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
@@ -63,7 +73,7 @@ def test_watch_follows_a_folder_and_a_feed_and_a_running_server_sees_it(tmp_path
         site.routes["/feed"] = Route(rss(items), content_type="application/rss+xml")
         proc = watcher(index_dir, log, str(folder), site.url("/feed"))
         try:
-            wait_until(lambda: index_dir.exists() and doc_count(index_dir) == 2, "the first run", log)
+            wait_until(lambda: documents(index_dir) == 2, "the first run", log)
             with running_serve(index_dir, tmp_path / "serve.log", ENV) as url:
                 client = Client(url, verbose=False)
                 # A new file and a new feed item arrive; the watcher picks both up.
@@ -102,7 +112,7 @@ def test_sigterm_during_a_run_stops_and_leaves_the_index_consistent(tmp_path: Pa
         write(folder / f"a{i:03d}.txt", f"Note {i}\n\n" + " ".join(f"word{(i * 7 + j) % 997}" for j in range(400)))
     log = tmp_path / "watch.log"
     proc = watcher(index_dir, log, str(folder), every="1h")
-    wait_until(lambda: (index_dir / "store.sqlite").exists() and doc_count(index_dir) > 0, "a first commit", log)
+    wait_until(lambda: documents(index_dir) > 0, "a first commit", log)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0, log.read_text()
     assert "stopped watching after 0 runs" in log.read_text()
