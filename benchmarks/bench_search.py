@@ -1,7 +1,7 @@
 """Search latency and memory on synthetic corpora of 10k, 100k and (approximate) 1M chunks.
 
     python benchmarks/bench_search.py [--sizes 10000,100000] [--ivf-size 1000000] [--queries 200]
-                                      [--encoder-backend onnx-int8|onnx|torch]
+                                      [--encoder-backend onnx-int8|onnx|torch] [--keyword-index tantivy|fts5]
 
 Corpora are grown from real chunks: the texts and vectors of an index built from the sets in
 ../shared/datasets (benchmarks/retrieval_quality.py makes it; this script makes it if absent).
@@ -11,9 +11,12 @@ postings and vector neighbourhoods look like real data. Queries are real questio
 sets; each timing is one `RAG.search(question, k=5, mode=...)` call, query embedding included.
 Each size runs in its own process so its peak memory (VmHWM) is its own.
 For the approximate index, hit rate = share of the exact (flat) top 10 that IVF also returns.
-Keyword and hybrid search are also run with ``--keyword-budget`` (20,000; the setting
-``keyword_budget``, off by default): their times, and the share of the default (exact BM25)
-top 10 they return.
+The keyword side runs on ``--keyword-index`` (the setting ``keyword_index``; the tantivy index
+is built from the store first if the corpus has none, and its build time reported). With
+tantivy, keyword and hybrid search are also run on SQLite FTS5 in the same process, the engine
+before it: their times, and the share of FTS5's top 10 that tantivy returns (both are exact
+BM25; they differ in stemming and in tantivy's statistics). ``--keyword-budget N`` also times
+FTS5 with that budget (the setting ``keyword_budget``).
 The corpora record ``--encoder-backend`` (folder bench-out/search/KIND-SIZE-BACKEND), so the
 queries are embedded by that runtime; run it once per runtime to compare them.
 """
@@ -50,6 +53,7 @@ from rag.types import content_hash
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 WORK = Path("bench-out/search")
 BACKEND = DEFAULT_BACKEND  # the encoder runtime the corpora record, so queries use it
+KEYWORD_INDEX = "tantivy"
 
 
 def base_chunks() -> tuple[list[str], np.ndarray, list[str]]:
@@ -122,8 +126,12 @@ def measure(folder: Path, queries: int, nprobes: list[int], budget: int) -> dict
     _, _, questions = base_chunks()
     random.Random(1).shuffle(questions)
     questions = questions[:queries]
-    out: dict[str, object] = {}
-    rag = RAG.open(config=Config(index_dir=folder), create=False)
+    out: dict[str, object] = {"keyword_index": KEYWORD_INDEX}
+    rag = RAG.open(config=Config(index_dir=folder, keyword_index=KEYWORD_INDEX), create=False)
+    if rag.keywords is not None and not rag.keywords.holds(rag.store.generation):
+        started = time.perf_counter()
+        rag.repair_vectors(deep=False)  # builds the tantivy index from the store
+        out["keyword_index_build_s"] = round(time.perf_counter() - started, 1)
     rag.search("warm up", k=5)
     out["chunks"] = rag.store.counts()["chunks"]
     out["approximate"] = rag.vectors.is_approximate
@@ -163,20 +171,23 @@ def measure(folder: Path, queries: int, nprobes: list[int], budget: int) -> dict
                 hits += len(set(got[0].tolist()) & set(exact[row].tolist()))
             out[f"ivf_nprobe{nprobe}_hit_rate_at_10"] = round(hits / (10 * len(qv)), 3)
             out[f"ivf_nprobe{nprobe}_search_only_p50_ms"] = round(statistics.median(times), 2)
+    if rag.keywords is not None:
+        out.update(agreement(rag, questions, 0, "fts5"))
+        out["keywords_dir_mb"] = round(rag.keywords.disk_bytes() / 1e6, 1)
     if budget:
-        out.update(agreement(rag, questions, budget))
+        out.update(agreement(rag, questions, budget, f"budget{budget}"))
     out["peak_rss_mb"] = round(_vm("VmHWM") / 1024, 1)
     out["faiss_file_mb"] = round((folder / VECTORS_FILE).stat().st_size / 1e6, 1)
     out["store_file_mb"] = round((folder / STORE_FILE).stat().st_size / 1e6, 1)
     return out
 
 
-def agreement(rag: RAG, questions: list[str], budget: int) -> dict[str, float]:
-    """The keyword side with ``keyword_budget`` = ``budget`` (rag/retrieval.py) beside the
-    default, exact one: its times, and the share of the exact top 10 it returns, for keyword and
-    hybrid search. Copies of one base chunk tie, so results are compared by base text (the tag
-    stripped), as multisets."""
-    budgeted = Retriever(
+def agreement(rag: RAG, questions: list[str], budget: int, label: str) -> dict[str, float]:
+    """The keyword side on SQLite FTS5 (with ``keyword_budget`` = ``budget``; 0 is exact) beside
+    the handle's own: FTS5's times, and the share of the handle's top 10 that FTS5 returns, for
+    keyword and hybrid search. Copies of one base chunk tie, so results are compared by base
+    text (the tag stripped), as multisets."""
+    fts5 = Retriever(
         rag.store.path, rag.store.db, lambda: rag.encoder,
         LocalSearch(rag.store.path, rag.store.db, rag._dense_search, keyword_budget=budget), rag.settings.vectors_key,
     )  # fmt: skip
@@ -186,16 +197,16 @@ def agreement(rag: RAG, questions: list[str], budget: int) -> dict[str, float]:
         for q in questions:
             want = rag.retriever.search(q, 10, mode).passages
             started = time.perf_counter()
-            got = budgeted.search(q, 10, mode).passages
+            got = fts5.search(q, 10, mode).passages
             times.append((time.perf_counter() - started) * 1000)
             a = Counter(_base(p.text) for p in want)
             b = Counter(_base(p.text) for p in got)
             if a:
                 shares.append(sum((a & b).values()) / sum(a.values()))
-        out[f"{mode}_budget{budget}_p50_ms"] = round(statistics.median(times), 2)
-        out[f"{mode}_budget{budget}_p95_ms"] = round(float(np.percentile(times, 95)), 2)
-        out[f"{mode}_budget{budget}_top10_agreement"] = round(statistics.mean(shares), 3)
-    budgeted.close()
+        out[f"{mode}_{label}_p50_ms"] = round(statistics.median(times), 2)
+        out[f"{mode}_{label}_p95_ms"] = round(float(np.percentile(times, 95)), 2)
+        out[f"{mode}_{label}_top10_agreement"] = round(statistics.mean(shares), 3)
+    fts5.close()
     return out
 
 
@@ -217,12 +228,14 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--nprobe", default="16,64")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # SIZE:KIND, run in a child process
-    parser.add_argument("--keyword-budget", type=int, default=20_000, help="also time this budget (0: skip)")
+    parser.add_argument("--keyword-budget", type=int, default=0, help="also time FTS5 with this budget (0: skip)")
+    parser.add_argument("--keyword-index", default="tantivy", choices=("tantivy", "fts5"), help="default: %(default)s")
     parser.add_argument("--encoder-backend", default=DEFAULT_BACKEND, choices=BACKENDS, help="default: %(default)s")
     parser.add_argument("--out", type=Path, default=Path("bench-out/search.json"))
     args = parser.parse_args()
-    global BACKEND
+    global BACKEND, KEYWORD_INDEX
     BACKEND = args.encoder_backend
+    KEYWORD_INDEX = args.keyword_index
     nprobes = [int(n) for n in args.nprobe.split(",")]
     if args.one:
         size, kind = args.one.split(":")
@@ -236,7 +249,8 @@ def main() -> None:
     for size, kind in runs:
         done = subprocess.run(
             [sys.executable, __file__, "--one", f"{size}:{kind}", "--queries", str(args.queries), "--nprobe",
-             args.nprobe, "--encoder-backend", BACKEND, "--keyword-budget", str(args.keyword_budget)],
+             args.nprobe, "--encoder-backend", BACKEND, "--keyword-budget", str(args.keyword_budget),
+             "--keyword-index", KEYWORD_INDEX],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         results[f"{kind}-{size}"] = json.loads(done.stdout.strip().splitlines()[-1])

@@ -2,7 +2,7 @@
 
     python benchmarks/retrieval_quality.py [--datasets DIR] [--questions N] [--index-root DIR]
                                            [--settings NAME,...] [--keyword-budget N] [--keyword-rare N]
-                                           [--backend local|milvus]
+                                           [--backend local|milvus] [--keyword-index tantivy|fts5]
 
 Each set's articles are indexed once into INDEX_ROOT/<set> (incrementally: a rerun embeds
 nothing). A hit is a retrieved passage whose span contains a gold answer span. Reports hit@1,
@@ -11,6 +11,9 @@ hit@5, hit@10 and MRR (over the top 10) per configuration.
 ``--keyword-budget`` and ``--keyword-rare`` set the keyword side's budget (rag/retrieval.py);
 scaled by (chunks here / chunks there) they show what the budget costs on a bigger index: a
 budget of 20,000 chunks at 1M chunks leaves out the same words as 137 does at these sets' 6,852.
+
+``--keyword-index`` picks the local backend's BM25 engine (the setting ``keyword_index``), to
+compare tantivy with SQLite FTS5 on the same chunks.
 
 ``--backend milvus`` searches a Milvus Lite copy of each index (INDEX_ROOT/<set>-milvus, its store
 copied and its collection filled from the cached vectors, so nothing is embedded again).
@@ -74,7 +77,9 @@ def score(
     backend = (
         rag.search_backend
         if keyword_budget is None
-        else LocalSearch(rag.store.path, rag.store.db, rag._dense_search, keyword_budget=keyword_budget)
+        else LocalSearch(
+            rag.store.path, rag.store.db, rag._dense_search, keyword_budget=keyword_budget, keywords=rag.keywords
+        )
     )
     retriever = Retriever(
         rag.store.path, rag.store.db, lambda: queries, backend, rag.settings.vectors_key,  # type: ignore[arg-type, return-value]
@@ -117,6 +122,7 @@ def main() -> None:
     parser.add_argument("--keyword-budget", type=int, help="the keyword side's budget (default: the setting's)")
     parser.add_argument("--keyword-rare", type=int, help="words matching at most this many chunks always count")
     parser.add_argument("--backend", choices=("local", "milvus"), default="local", help="default: %(default)s")
+    parser.add_argument("--keyword-index", choices=("tantivy", "fts5"), default="tantivy", help="default: %(default)s")
     parser.add_argument("--out", type=Path, default=Path("bench-out/retrieval_quality.json"))
     args = parser.parse_args()
     if args.keyword_rare is not None:
@@ -134,8 +140,8 @@ def main() -> None:
             rag.index_documents(qset.documents, progress=False)
         if args.backend == "milvus":
             folder = milvus_copy(folder)
-        with RAG.open(config=Config(index_dir=folder, backend=args.backend)) as rag:
-            rag.repair_vectors(deep=False)
+        with RAG.open(config=Config(index_dir=folder, backend=args.backend, keyword_index=args.keyword_index)) as rag:
+            rag.repair_vectors(deep=False)  # also builds the tantivy index of an index made before it
             queries = CachedQueries(rag.encoder)
             for setting in chosen:
                 got = score(rag, questions, setting, queries, args.keyword_budget)

@@ -4,9 +4,10 @@
     summary = rag.index(["examples/articles"])
     doc = rag.document(doc_id)
 
-An index folder holds ``store.sqlite`` (the source of truth) and ``vectors.faiss`` (derived).
-With ``backend = "milvus"`` a Milvus collection takes the place of the FAISS file and the FTS5
-keyword search (``rag.search_milvus``); the store stays the source of truth. Searches go through
+An index folder holds ``store.sqlite`` (the source of truth) and, derived from it,
+``vectors.faiss`` and the tantivy keyword index ``keywords/`` (``rag.keyword_index``). With
+``backend = "milvus"`` a Milvus collection takes the place of both (``rag.search_milvus``); the
+store stays the source of truth. Searches go through
 ``search_backend`` and writes through ``sync`` (``rag.search_sync``), one object per backend.
 
 Keeping the two in step across processes (a server answering while ``rag index`` runs):
@@ -63,6 +64,7 @@ if TYPE_CHECKING:  # imported lazily at run time: FAISS and torch are slow to im
 
     from embeddings import Encoder, VectorIndex
     from embeddings.ray_encoder import RayEncoder
+    from rag.keyword_index import KeywordIndex
     from rag.search_milvus import MilvusSearch
     from rag.search_sync import SearchSync
 
@@ -115,6 +117,7 @@ class RAG:
         self.backend = config.backend or store.meta().get("backend", "local")
         self._milvus: MilvusSearch | None = None
         self._sync: SearchSync | None = None
+        self._keywords: KeywordIndex | None = None
 
     @classmethod
     def open(
@@ -265,6 +268,17 @@ class RAG:
         return self._milvus
 
     @property
+    def keywords(self) -> KeywordIndex | None:
+        """The tantivy BM25 index of the local backend, unless ``keyword_index`` is "fts5"."""
+        if self.backend != "local" or self.config.keyword_index != "tantivy":
+            return None
+        if self._keywords is None:
+            from rag.keyword_index import KeywordIndex
+
+            self._keywords = KeywordIndex(self.dir)
+        return self._keywords
+
+    @property
     def sync(self) -> SearchSync:
         """What keeps the search backend in step with the store as writes commit."""
         if self._sync is None:
@@ -273,7 +287,7 @@ class RAG:
             if self.backend == "milvus":
                 self._sync = MilvusSync(self, self.milvus)
             else:
-                self._sync = LocalSync(self, self.dir / VECTORS_FILE)
+                self._sync = LocalSync(self, self.dir / VECTORS_FILE, self.keywords)
         return self._sync
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -672,11 +686,15 @@ class RAG:
 
     @property
     def search_backend(self) -> SearchBackend:
-        """Where candidates come from: FAISS + FTS5 here, or the Milvus collection."""
+        """Where candidates come from: FAISS + tantivy (or FTS5) here, or the Milvus collection."""
         if self.backend == "milvus":
             return self.milvus
         return LocalSearch(
-            self.store.path, self.store.db, self._dense_search, keyword_budget=self.config.keyword_budget
+            self.store.path,
+            self.store.db,
+            self._dense_search,
+            keyword_budget=self.config.keyword_budget,
+            keywords=self.keywords,
         )
 
     def resolve(self, ref: str) -> list[str]:

@@ -59,7 +59,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         choices=SEARCH_BACKENDS,
-        help="where search runs: local (FAISS + SQLite FTS5) or milvus (default: as the index was last written)",
+        help="where search runs: local (FAISS + tantivy) or milvus (default: as the index was last written)",
     )
     parser.add_argument(
         "--milvus-uri",

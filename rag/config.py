@@ -22,6 +22,7 @@ INDEX_TYPES = ("flat", "ivf")
 ANSWERERS = ("extractive", "llm")
 FUSIONS = ("convex", "rrf")
 SEARCH_BACKENDS = ("local", "milvus")
+KEYWORD_INDEXES = ("tantivy", "fts5")
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,10 @@ class Config:
     # matches fit: faster on a huge index, at a measured cost in quality (README "Searching").
     # 0 (the default): every match scored, exact BM25.
     keyword_budget: int = 0
+    # The local backend's BM25: "tantivy" (an index in <index_dir>/keywords, kept in step with
+    # the store; about 2 ms a question at a million chunks) or "fts5" (SQLite's own, in the
+    # store; 234 ms there). FTS5 answers whenever the tantivy index is behind the store.
+    keyword_index: str = "tantivy"
     # Optional: a sentence-transformers CrossEncoder (name or folder) that re-scores the best
     # `rerank_depth` fused candidates (README "Reranking"). Off by default.
     reranker: str | None = None
@@ -135,7 +140,7 @@ class Config:
     # with ray_workers actors (0: one per CPU of the cluster). Questions are embedded locally.
     ray_address: str | None = None
     ray_workers: int = 0
-    # Where search runs: "local" (FAISS + SQLite FTS5 in the index folder, the default for a new
+    # Where search runs: "local" (FAISS + tantivy in the index folder, the default for a new
     # index) or "milvus" (a Milvus collection; docs/scale-out.md). Unset: as the index was last
     # written. SQLite stays the store of documents and chunks with either.
     backend: str | None = None
@@ -180,6 +185,10 @@ class Config:
                 raise ConfigError(f"{name}={getattr(self, name)} must be a positive number of seconds")
         if self.ray_workers < 0:
             raise ConfigError(f"ray_workers={self.ray_workers} must be 0 (one per CPU of the cluster) or more")
+        if self.keyword_index not in KEYWORD_INDEXES:
+            raise ConfigError(
+                f"keyword_index={self.keyword_index!r} is unknown; choose one of {', '.join(KEYWORD_INDEXES)}"
+            )
         if self.keyword_budget < 0:
             raise ConfigError(f"keyword_budget={self.keyword_budget} must be 0 (exact) or more")
         for name in (

@@ -1,8 +1,8 @@
 """Find the passages that answer a question: dense + keyword retrieval, fused, filtered, diverse.
 
 - dense: the question's embedding against the search backend's vectors (cosine similarity);
-- keyword: BM25 over the backend's keyword index (see ``SearchBackend``: SQLite FTS5 + FAISS by
-  default, ``rag.search_milvus`` for a Milvus collection);
+- keyword: BM25 over the backend's keyword index (see ``SearchBackend``: tantivy, or SQLite FTS5,
+  + FAISS by default, ``rag.search_milvus`` for a Milvus collection);
 - hybrid: both candidate lists are pooled, each candidate gets both scores (the missing one is
   computed exactly rather than assumed zero), and they are fused (see ``FUSIONS``);
 - filters (date range, documents, sources) restrict both sides before ranking, not after, so
@@ -38,8 +38,9 @@ RRF_K = 60
 # BM25 rows fetched beyond the keyword candidates, to score dense candidates too. FTS5 scores
 # every match to sort them anyway, so a deeper list costs only the rows' transfer, where a
 # second MATCH restricted to some rowids would cost the whole query again (measured at 100k
-# chunks: 10.1 ms for 50 rows, 10.4 for 200, 12.4 for 1000). A chunk below this depth gets
-# BM25 0; against the best match, which scales to 1, it was near 0 anyway.
+# chunks: 10.1 ms for 50 rows, 10.4 for 200, 12.4 for 1000). tantivy prunes less the deeper it
+# goes, but little (1M chunks: 1.5 ms p50 for 10 rows, 1.8 for 200). A chunk below this depth
+# gets BM25 0; against the best match, which scales to 1, it was near 0 anyway.
 KEYWORD_DEPTH = 200
 
 # Words that carry no topic. A question is mostly these ("how many ... did the ..."); kept in
@@ -251,9 +252,10 @@ RARE_SHARE = 0.01
 RARE_MIN_CHUNKS = 3
 
 
-# BM25 scores every chunk that holds any word of the query, so the keyword side's cost grows with
-# the corpus: at 1M chunks one common word matches tens of thousands of chunks, and SQLite FTS5
-# spends 3 to 8 microseconds on each (96 ms p50, 339 ms p95 for whole questions). With a budget
+# SQLite FTS5 scores every chunk that holds any word of the query, so its cost grows with the
+# corpus: at 1M chunks one common word matches tens of thousands of chunks, and FTS5 spends 3 to
+# 8 microseconds on each (96 ms p50, 339 ms p95 for whole questions). The tantivy keyword index
+# (the default, rag/keyword_index.py) skips what cannot reach the top instead. With a budget
 # (the setting keyword_budget), words are taken rarest first while the chunks they match fit it;
 # the words left out are the most common ones. That is fast, but it costs quality (hybrid hit@5
 # 0.735 to 0.608 on COVID-QA at the budget's 1M-chunk equivalent), so it is off by default.

@@ -1,9 +1,11 @@
-"""The default search backend: FAISS for dense search, the store's SQLite FTS5 table for BM25.
+"""The default search backend: FAISS for dense search, tantivy (or the store's SQLite FTS5
+table) for BM25.
 
-Filters become the set of chunk ids they allow, read from SQLite, which FAISS searches inside
-(so a narrow filter still fills k slots) and FTS5 joins against. The FAISS index itself is kept
-in step with the store by ``rag.api`` (crash-safe saving, syncing across processes); this class
-only searches it.
+Filters become the set of chunk ids they allow, read from SQLite, which FAISS and tantivy
+search inside (so a narrow filter still fills k slots) and FTS5 joins against. The FAISS index
+and the tantivy index are kept in step with the store by ``rag.search_sync.LocalSync``; this
+class only searches them. When the tantivy index is behind the store (a writer between its two
+commits, a killed run, an index made before it existed), FTS5, which is always in step, answers.
 """
 
 from __future__ import annotations
@@ -20,21 +22,31 @@ from rag.retrieval import KEYWORD_RARE, Filters, ThreadConnections, any_of, cont
 if TYPE_CHECKING:
     import numpy.typing as npt
 
+    from rag.keyword_index import KeywordIndex
+
 # (query vectors, k, allowed ids or None) -> (scores, ids): the facade's FAISS search, which
 # keeps the index in step with the store and guards it against concurrent changes.
 DenseSearch = Callable[[np.ndarray, int, "npt.NDArray[np.int64] | None"], tuple[np.ndarray, "npt.NDArray[np.int64]"]]
 
 
 class LocalSearch:
-    """FAISS + SQLite FTS5 over one index folder."""
+    """FAISS + tantivy (or SQLite FTS5) over one index folder."""
 
     name = "local"
 
-    def __init__(self, db_path: Path, db: sqlite3.Connection, dense: DenseSearch, keyword_budget: int = 0) -> None:
+    def __init__(
+        self,
+        db_path: Path,
+        db: sqlite3.Connection,
+        dense: DenseSearch,
+        keyword_budget: int = 0,
+        keywords: KeywordIndex | None = None,
+    ) -> None:
         self.db = db  # the store's own connection, for the filters' allowed ids
         self._readers = ThreadConnections(db_path)
         self._dense_search = dense
         self.keyword_budget = keyword_budget  # 0: exact, every matching chunk scored
+        self.keywords = keywords  # None: FTS5 only
 
     def dense(self, query: np.ndarray, k: int, filters: Filters) -> dict[int, float]:
         allowed = self._allowed_ids(filters) if filters.active else None
@@ -44,9 +56,11 @@ class LocalSearch:
         scores, ids = self._dense_search(query, k, ids_filter)
         return {int(i): float(s) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0}
 
-    def _allowed_ids(self, filters: Filters) -> set[int]:
+    def _allowed_ids(self, filters: Filters, db: sqlite3.Connection | None = None) -> set[int]:
         where, params = filter_sql(filters)
-        rows = self.db.execute(f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", params)
+        rows = (db or self.db).execute(
+            f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}", params
+        )
         return {int(r[0]) for r in rows}
 
     def keyword(self, question: str, k: int, filters: Filters) -> dict[int, float]:
@@ -54,6 +68,13 @@ class LocalSearch:
         words = self._budgeted_words(question)
         if not words:
             return {}
+        if self.keywords is not None:
+            db = self._readers.get()
+            row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+            allowed = self._allowed_ids(filters, db) if filters.active else None
+            found = self.keywords.search(words, k, allowed, int(row[0]) if row else 0)
+            if found is not None:
+                return found
         match = any_of(words)
         where, params = filter_sql(filters)
         rows = (

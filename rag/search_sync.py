@@ -6,7 +6,9 @@ before the lock is released. The store (SQLite) commits first, always, so a sear
 fall behind it; each implementation knows how to catch up.
 
 - ``LocalSync``: the FAISS file, kept by the facade's own machinery (syncing in memory across
-  processes, saving atomically with the ids it holds; see ``rag.api``), which this delegates to.
+  processes, saving atomically with the ids it holds; see ``rag.api``), which this delegates to;
+  and the tantivy keyword index (``rag.keyword_index``), committed after each store commit with
+  the generation it matches, and caught up before a writer's first commit and before it ends.
 - ``MilvusSync``: the Milvus collection, written as each commit lands and reconciled with the
   store when a writer starts, which repairs a run killed between a commit and its write.
 """
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from rag.api import RAG
+    from rag.keyword_index import KeywordIndex
     from rag.search_milvus import MilvusSearch
 
 log = logging.getLogger("rag")
@@ -57,50 +60,78 @@ class SearchSync(Protocol):
 
 
 class LocalSync:
-    """FAISS: the facade keeps the index in memory in step and saves the file on the way out."""
+    """FAISS: the facade keeps the index in memory in step and saves the file on the way out.
+    tantivy (unless ``keyword_index`` is "fts5"): one commit after each store commit."""
 
-    def __init__(self, rag: RAG, vectors_path: Path) -> None:
+    def __init__(self, rag: RAG, vectors_path: Path, keywords: KeywordIndex | None) -> None:
         self.rag = rag
         self.path = vectors_path
+        self.keywords = keywords
 
     def begin(self) -> None:
         pass
 
     def prepare(self) -> None:
         self.rag.vectors  # noqa: B018  (brings the in-memory index in step)
+        if self.keywords is not None:
+            self.keywords.catch_up(self.rag.store)
 
     def apply(self, removed: list[int], ids: list[int], matrix: np.ndarray) -> None:
         self.rag._apply_to_faiss(removed, ids, matrix)
+        if self.keywords is not None:
+            store = self.rag.store
+            self.keywords.apply(removed, store.chunk_texts(ids), store.generation)
 
     def end(self) -> None:
         # Saved if this run changed it, or it was found out of step (an earlier run was killed).
-        if self.rag._vectors_dirty or not self.rag._vector_file_matches():
-            self.rag._save_vectors()
+        try:
+            if self.rag._vectors_dirty or not self.rag._vector_file_matches():
+                self.rag._save_vectors()
+        finally:
+            if self.keywords is not None:
+                try:
+                    self.keywords.flush()
+                    # A write that committed without apply (a removal of nothing, a rebuild
+                    # interrupted before rebuilt) or a run that never reached prepare.
+                    self.keywords.catch_up(self.rag.store)
+                finally:
+                    self.keywords.close_writer()
 
     def repair(self, deep: bool) -> bool:
         stale = not self.rag._vector_file_matches()
         if deep and not stale and not self.rag.store.is_empty():
             self.rag.vectors  # loads and verifies the file; a damaged one marks itself for saving  # noqa: B018
-        return stale or self.rag._vectors_dirty
+        behind = self.keywords is not None and self.keywords.catch_up(self.rag.store) != (0, 0)
+        return stale or self.rag._vectors_dirty or behind
 
     def rebuilt(self) -> None:
         with self.rag._sync_lock:
             self.rag._sync_vectors(fresh=True)
         self.rag._vectors_dirty = True
+        if self.keywords is not None:
+            self.keywords.catch_up(self.rag.store, fresh=True)
 
     def describe(self) -> dict[str, Any]:
         from embeddings.vector_index import read_stamp
 
         stamp = read_stamp(self.path)
-        return {
+        where: dict[str, Any] = {
             "backend": "local",
             "vectors": stamp["count"] if stamp else None,
             # True only when the file holds exactly the store's chunk ids (not merely as many).
             "vectors_up_to_date": stamp is not None and self.rag._vector_file_matches(),
         }
+        # What answers keyword search now: tantivy only while it holds the store's chunks.
+        keywords = self.keywords
+        in_step = keywords is not None and keywords.holds(self.rag.store.generation)
+        where["keyword_index"] = "tantivy" if in_step else "fts5" if keywords is None else "fts5 (tantivy is behind)"
+        return where
 
     def disk_bytes(self) -> dict[str, int]:
-        return {"vectors": self.path.stat().st_size if self.path.exists() else 0}
+        sizes = {"vectors": self.path.stat().st_size if self.path.exists() else 0}
+        if self.keywords is not None:
+            sizes["keywords"] = self.keywords.disk_bytes()
+        return sizes
 
 
 class MilvusSync:

@@ -113,6 +113,13 @@ def assert_consistent(index_dir: Path, file_must_match: bool = True) -> None:
             assert opened.status()["vectors_up_to_date"] is True
         fts = db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
         assert fts == len(chunk_ids)
+        # The tantivy index, when it claims the store's generation, holds exactly its chunks
+        # (else searches ask FTS5); once every writer finished, it must claim it.
+        keywords = opened.keywords
+        if keywords is not None and keywords.holds(opened.store.generation):
+            assert set(keywords.held_ids().tolist()) == chunk_ids, "the keyword index differs from the store"
+        elif keywords is not None and file_must_match and not opened.store.is_empty():
+            raise AssertionError("the keyword index is behind the store after every writer finished")
         for doc_id, text in db.execute("SELECT id, text FROM documents"):
             for start, end, chunk_text in db.execute("SELECT start, end, text FROM chunks WHERE doc_id=?", (doc_id,)):
                 assert chunk_text == text[start:end]

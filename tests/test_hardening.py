@@ -366,9 +366,11 @@ def test_read_only_commands_change_nothing(tmp_path: Path) -> None:
     (folder / "write.lock").unlink()
 
     def snapshot() -> dict[str, bytes]:
-        return {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.endswith(("-shm", "-wal"))}
+        files = (p for p in folder.rglob("*") if p.is_file() and not p.name.endswith(("-shm", "-wal")))
+        return {str(p.relative_to(folder)): p.read_bytes() for p in files}
 
     before = snapshot()
+    assert any(name.startswith("keywords/") for name in before)  # the tantivy index is read too
     for command in (["status"], ["search", "word3"], ["ask", "word3"], ["show", "nope"]):
         run_cli(*command, "--index-dir", str(folder))
     assert snapshot() == before
