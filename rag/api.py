@@ -395,6 +395,11 @@ class RAG:
         with self._vector_access.reading():
             return index.search(queries, k, allowed_ids=allowed)
 
+    def _held_vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
+        index = self.vectors
+        with self._vector_access.reading():
+            return index.vectors(np.array(ids, dtype=np.int64))
+
     def _save_vectors(self) -> None:
         """Save the index, proven to hold exactly the store's chunks. Only called with the
         write lock held, so no other process can commit between the check and the save."""
@@ -695,6 +700,7 @@ class RAG:
             self._dense_search,
             keyword_budget=self.config.keyword_budget,
             keywords=self.keywords,
+            held=self._held_vectors,
         )
 
     def resolve(self, ref: str) -> list[str]:

@@ -90,6 +90,7 @@ class KeywordIndex:
         self._writer: tantivy.IndexWriter | None = None
         self._pending: int | None = None  # store generation of changes added but not committed
         self._committed_at = 0.0
+        self._failed: str | None = None  # the last reading error logged
         self._analyzer = _analyzer()
 
     # --- reading --------------------------------------------------------------------------
@@ -102,11 +103,12 @@ class KeywordIndex:
         ``generation`` (the caller asks FTS5 instead)."""
         import tantivy
 
-        searcher = self._searcher_at(generation)
-        if searcher is None:
-            return None
-        assert self._index is not None
-        schema = self._index.schema
+        with self._lock:
+            if self._marker != generation:
+                self._reload()
+            if self._marker != generation or self._searcher is None or self._index is None:
+                return None
+            searcher, schema = self._searcher, self._index.schema
         terms = [
             (tantivy.Occur.Should, tantivy.Query.term_query(schema, "text", token, index_option="freq"))
             for token in dict.fromkeys(t for w in words for t in self._analyzer.analyze(w))
@@ -128,12 +130,6 @@ class KeywordIndex:
         found = searcher.fast_field_values("id", [address for _, address in hits])
         return {int(cid or 0): float(score) for (score, _), cid in zip(hits, found, strict=True)}
 
-    def _searcher_at(self, generation: int) -> tantivy.Searcher | None:
-        with self._lock:
-            if self._marker != generation:
-                self._reload()
-            return self._searcher if self._marker == generation else None
-
     def _reload(self) -> None:
         """Load the last commit (another process may have made it). Leaves no searcher if the
         folder is missing or unreadable: FTS5 answers until a writer rebuilds it."""
@@ -146,7 +142,9 @@ class KeywordIndex:
             self._searcher = self._index.searcher()
             self._marker = self._read_marker(self._searcher)
         except (OSError, ValueError) as exc:
-            log.warning("the keyword index %s cannot be read (%s); searching SQLite FTS5 instead", self.path, exc)
+            if str(exc) != self._failed:  # once per problem, not once per search
+                log.warning("the keyword index %s cannot be read (%s); searching SQLite FTS5 instead", self.path, exc)
+                self._failed = str(exc)
             self._index = self._searcher = self._marker = None
 
     def _open_existing(self) -> tantivy.Index | None:
@@ -168,17 +166,12 @@ class KeywordIndex:
         values = searcher.doc(found[0][1]).get_all("generation")
         return int(values[0]) if values else None
 
-    def count(self) -> int | None:
-        """Chunks held, or None if there is no readable index."""
-        with self._lock:
-            self._reload()
-            if self._searcher is None:
-                return None
-            return int(self._searcher.num_docs) - (self._marker is not None)
-
     def holds(self, generation: int) -> bool:
         """Whether the last commit holds the store at ``generation``."""
-        return self._searcher_at(generation) is not None
+        with self._lock:
+            if self._marker != generation:
+                self._reload()
+            return self._searcher is not None and self._marker == generation
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file()) if self.path.exists() else 0

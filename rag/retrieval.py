@@ -299,7 +299,7 @@ class ThreadConnections:
 
 class SearchBackend(Protocol):
     """What retrieval asks of the search side of storage: candidates with their scores, under
-    filters, best first. ``rag.search_local`` (SQLite FTS5 + FAISS, the default) and
+    filters, best first. ``rag.search_local`` (FAISS + tantivy, the default) and
     ``rag.search_milvus`` implement it; tests/test_backends.py holds both to one contract."""
 
     name: str
@@ -310,6 +310,11 @@ class SearchBackend(Protocol):
 
     def keyword(self, question: str, k: int, filters: Filters) -> dict[int, float]:
         """BM25 scores (higher is better) of the best ``k`` chunks for the question's words."""
+        ...
+
+    def vectors(self, ids: list[int]) -> dict[int, np.ndarray] | None:
+        """The stored vectors of these chunks if the backend holds them in memory (the ones it
+        has), else None: the retriever then reads them from the store's embedding cache."""
         ...
 
 
@@ -493,9 +498,15 @@ class Retriever:
         return sorted(fused.items(), key=lambda item: -item[1]), dense, keyword
 
     def _cosines(self, query_vector: np.ndarray, ids: set[int]) -> dict[int, float]:
-        """Exact cosine for chunks the dense side did not return, from the embedding cache."""
+        """Exact cosine for chunks the dense side did not return: from the backend's vectors in
+        memory where it has them, else from the embedding cache."""
         if not ids:
             return {}
+        held = self.backend.vectors(sorted(ids))
+        cosines = {cid: float(vector @ query_vector[0]) for cid, vector in (held or {}).items()}
+        ids = ids - set(cosines)
+        if not ids:
+            return cosines
         marks = ",".join("?" * len(ids))
         # CROSS JOIN: chunks first, by primary key (see Store.vectors_for_chunks).
         rows = self.db.execute(
@@ -503,7 +514,8 @@ class Retriever:
             f"WHERE c.id IN ({marks})",
             (self.model, *ids),
         ).fetchall()
-        return {int(cid): float(np.frombuffer(blob, dtype=np.float32) @ query_vector[0]) for cid, blob in rows}
+        cosines.update((int(cid), float(np.frombuffer(blob, dtype=np.float32) @ query_vector[0])) for cid, blob in rows)
+        return cosines
 
     def _rerank(self, question: str, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
         """The best ``rerank_depth`` candidates re-ordered by the cross-encoder's scores."""

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 # (query vectors, k, allowed ids or None) -> (scores, ids): the facade's FAISS search, which
 # keeps the index in step with the store and guards it against concurrent changes.
 DenseSearch = Callable[[np.ndarray, int, "npt.NDArray[np.int64] | None"], tuple[np.ndarray, "npt.NDArray[np.int64]"]]
+# chunk ids -> the vectors the FAISS index holds for them (the facade's, under its read lock).
+HeldVectors = Callable[[list[int]], dict[int, np.ndarray]]
 
 
 class LocalSearch:
@@ -41,12 +43,14 @@ class LocalSearch:
         dense: DenseSearch,
         keyword_budget: int = 0,
         keywords: KeywordIndex | None = None,
+        held: HeldVectors | None = None,
     ) -> None:
         self.db = db  # the store's own connection, for the filters' allowed ids
         self._readers = ThreadConnections(db_path)
         self._dense_search = dense
         self.keyword_budget = keyword_budget  # 0: exact, every matching chunk scored
         self.keywords = keywords  # None: FTS5 only
+        self._held = held  # None: the retriever reads vectors from the embedding cache
 
     def dense(self, query: np.ndarray, k: int, filters: Filters) -> dict[int, float]:
         allowed = self._allowed_ids(filters) if filters.active else None
@@ -55,6 +59,9 @@ class LocalSearch:
         ids_filter = np.fromiter(allowed, dtype=np.int64) if allowed is not None else None
         scores, ids = self._dense_search(query, k, ids_filter)
         return {int(i): float(s) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0}
+
+    def vectors(self, ids: list[int]) -> dict[int, np.ndarray] | None:
+        return self._held(ids) if self._held is not None else None
 
     def _allowed_ids(self, filters: Filters, db: sqlite3.Connection | None = None) -> set[int]:
         where, params = filter_sql(filters)

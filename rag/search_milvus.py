@@ -359,6 +359,9 @@ class MilvusSearch:
         found = self._search("vector", "IP", np.asarray(query[0], dtype=np.float32).tolist(), k, filters)
         return dict(found)
 
+    def vectors(self, ids: list[int]) -> dict[int, np.ndarray] | None:
+        return None  # a round trip per question: the store's embedding cache is nearer
+
     def keyword(self, question: str, k: int, filters: Filters) -> dict[int, float]:
         """BM25 scores of the best ``k`` chunks that pass ``filters``, best first."""
         if not self.has_bm25:

@@ -196,3 +196,19 @@ def test_keyword_index_setting(tmp_path: Path) -> None:
         assert opened.keywords is None
         assert opened.status()["keyword_index"] == "fts5"
     assert not (tmp_path / "fts" / "keywords").exists()
+
+
+def test_hybrid_scores_keyword_candidates_from_the_vectors_in_memory(news: Path) -> None:
+    # Hybrid search gives every candidate both scores; the cosines of chunks only the keyword
+    # side found come from the FAISS index in memory, so they need no embedding cache.
+    with open_index(news) as opened:
+        query = opened.encoder.encode_queries([QUESTIONS[0]])
+        ids = set(opened.store.chunk_ids().tolist())
+        expected = opened.retriever._cosines(query, ids)
+        assert len(expected) == len(ids)
+        with opened.store.transaction() as db:
+            db.execute("DELETE FROM embeddings")
+        got = opened.retriever._cosines(query, ids)
+        assert got.keys() == expected.keys()
+        assert all(abs(got[cid] - expected[cid]) < 1e-6 for cid in ids)
+        assert opened.search(QUESTIONS[0], k=5, mode="hybrid")
