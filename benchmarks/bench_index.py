@@ -1,7 +1,7 @@
 """Indexing speed: cold throughput against a direct encode, and the cost of an unchanged rerun.
 
     python benchmarks/bench_index.py [--docs 1000] [--rounds 3] [--encoder-backend onnx-int8|onnx|torch]
-                                     [--out bench-out/index.json]
+                                     [--torch-index] [--out bench-out/index.json]
 
 Corpus: the first N review contexts of ../shared/datasets/squadshifts-amazon-reviews.json,
 one .txt file each (or synthetic articles when that file is absent). Both sides run in this
@@ -9,8 +9,11 @@ process with the model already loaded, so neither pays for loading it:
 - cold: ``RAG.index`` into an empty index folder (read, chunk, embed, SQLite, FAISS, save),
   with the encoder runtime ``--encoder-backend`` (the default's unless told);
 - baseline: ``SentenceTransformer.encode`` (PyTorch) on exactly the chunk texts that run
-  produced, with the same batch size and normalisation.
-Rounds alternate which side goes first; medians are reported. The unchanged rerun is timed
+  produced, with the same batch size and normalisation;
+- with ``--torch-index``, also ``RAG.index`` with the PyTorch runtime: the indexing path before
+  the ONNX runtimes, the baseline of issue 13's goal.
+Rounds rotate which side goes first; medians are reported, and the median of each round's
+ratio (the machine's speed drifts between rounds, less within one). The unchanged rerun is timed
 both in-process and as the `rag index` command a user types (a new Python process each time).
 """
 
@@ -56,6 +59,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--reruns", type=int, default=5)
     parser.add_argument("--encoder-backend", default=DEFAULT_BACKEND, choices=BACKENDS, help="default: %(default)s")
+    parser.add_argument("--torch-index", action="store_true", help="also time RAG.index with PyTorch")
     parser.add_argument("--out", type=Path, default=Path("bench-out/index.json"))
     args = parser.parse_args()
 
@@ -69,18 +73,22 @@ def main() -> None:
     model = SentenceTransformerEncoder().model
     model.encode(["warm up the model"] * 64, batch_size=config.batch_size)
 
-    cold, base = [], []
+    torch_config = config.replace(encoder_backend="torch")
+    cold, base, torch_cold = [], [], []
     chunks = 0
     index_dir = work / "cold-0"
     for round_no in range(args.rounds):
         index_dir = work / f"cold-{round_no}"
 
-        def run_index(index_dir: Path = index_dir) -> float:
+        def run_index(index_dir: Path = index_dir, config: Config = config) -> float:
             with RAG.open(config=config.replace(index_dir=index_dir)) as rag:
                 started = time.perf_counter()
                 summary = rag.index([corpus], progress=False)
                 assert summary.embedded == summary.chunks
                 return time.perf_counter() - started
+
+        def run_torch_index(round_no: int = round_no) -> float:
+            return run_index(work / f"torch-{round_no}", torch_config)
 
         def run_encode() -> float:
             with RAG.open(config=config.replace(index_dir=work / "cold-0"), create=False) as rag:
@@ -89,15 +97,16 @@ def main() -> None:
             model.encode(texts, batch_size=config.batch_size, normalize_embeddings=True, convert_to_numpy=True)
             return time.perf_counter() - started
 
-        if round_no % 2 == 0:
-            cold.append(run_index())
-            base.append(run_encode())
-        else:
-            base.append(run_encode())
-            cold.append(run_index())
+        sides = [(cold, run_index), (base, run_encode)] + ([(torch_cold, run_torch_index)] if args.torch_index else [])
+        for times, run in sides[round_no % len(sides) :] + sides[: round_no % len(sides)]:
+            times.append(run())
         with RAG.open(config=config.replace(index_dir=index_dir), create=False) as rag:
             chunks = rag.store.counts()["chunks"]
-        print(f"round {round_no}: index {cold[-1]:.2f} s, direct encode {base[-1]:.2f} s", file=sys.stderr)
+        print(
+            f"round {round_no}: index {cold[-1]:.2f} s, direct encode {base[-1]:.2f} s"
+            + (f", PyTorch index {torch_cold[-1]:.2f} s" if args.torch_index else ""),
+            file=sys.stderr,
+        )
 
     rerun_api = []
     with RAG.open(config=config.replace(index_dir=index_dir)) as rag:
@@ -129,12 +138,18 @@ def main() -> None:
         "cold_chunks_per_s": round(chunks / cold_s, 1),
         "direct_chunks_per_s": round(chunks / base_s, 1),
         "throughput_ratio": round(base_s / cold_s, 3),
+        "throughput_ratio_median_of_rounds": round(statistics.median(map(float.__truediv__, base, cold)), 3),
         "rerun_in_process_s_median": round(statistics.median(rerun_api), 3),
         "rerun_in_process_ratio": round(statistics.median(rerun_api) / cold_s, 4),
         "cli_cold_s": round(cli_cold, 3),
         "cli_rerun_s_median": round(statistics.median(cli_rerun), 3),
         "cli_rerun_ratio": round(statistics.median(cli_rerun) / cli_cold, 4),
     }
+    if torch_cold:
+        result["torch_index_s_median"] = round(statistics.median(torch_cold), 3)
+        result["ratio_to_torch_index_median_of_rounds"] = round(
+            statistics.median(t / c for t, c in zip(torch_cold, cold, strict=True)), 3
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
