@@ -96,7 +96,7 @@ class Config:
     # 0 (the default): every match scored, exact BM25.
     keyword_budget: int = 0
     # The local backend's BM25: "tantivy" (an index in <index_dir>/keywords, kept in step with
-    # the store; about 2 ms a question at a million chunks) or "fts5" (SQLite's own, in the
+    # the store; a few ms a question at a million chunks) or "fts5" (SQLite's own, in the
     # store; 234 ms there). FTS5 answers whenever the tantivy index is behind the store.
     keyword_index: str = "tantivy"
     # Optional: a sentence-transformers CrossEncoder (name or folder) that re-scores the best

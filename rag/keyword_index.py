@@ -2,8 +2,8 @@
 
 SQLite FTS5 scores every chunk that holds a word of the question; at a million chunks a common
 word matches hundreds of thousands of them and a question took 234 ms p50. tantivy skips the
-matches that cannot reach the top k (block-max WAND) and answers the same question in about
-2 ms (docs/benchmarks.md, "Keyword search at a million chunks").
+matches that cannot reach the top k (block-max WAND) and answered in 3 to 8 ms p50 there
+(docs/benchmarks.md, "Keyword search at a million chunks").
 
 The store stays the source of truth, and FTS5 stays in it, in the same transactions as the
 chunks. This index is derived from it, like the FAISS file, and is used only when it provably

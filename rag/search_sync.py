@@ -7,8 +7,8 @@ fall behind it; each implementation knows how to catch up.
 
 - ``LocalSync``: the FAISS file, kept by the facade's own machinery (syncing in memory across
   processes, saving atomically with the ids it holds; see ``rag.api``), which this delegates to;
-  and the tantivy keyword index (``rag.keyword_index``), committed after each store commit with
-  the generation it matches, and caught up before a writer's first commit and before it ends.
+  and the tantivy keyword index (``rag.keyword_index``), committed with the store generation
+  it matches, and caught up before a writer's first commit and before it ends.
 - ``MilvusSync``: the Milvus collection, written as each commit lands and reconciled with the
   store when a writer starts, which repairs a run killed between a commit and its write.
 """
@@ -61,7 +61,8 @@ class SearchSync(Protocol):
 
 class LocalSync:
     """FAISS: the facade keeps the index in memory in step and saves the file on the way out.
-    tantivy (unless ``keyword_index`` is "fts5"): one commit after each store commit."""
+    tantivy (unless ``keyword_index`` is "fts5"): each store commit's changes added right after
+    it, committed at most once a second and on the way out."""
 
     def __init__(self, rag: RAG, vectors_path: Path, keywords: KeywordIndex | None) -> None:
         self.rag = rag
