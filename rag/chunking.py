@@ -252,7 +252,10 @@ def chunk_text(doc_id: str, text: str, chunk_tokens: int, overlap_tokens: int) -
     # Each sentence is counted with the whitespace before it, so a chunk's count covers the
     # gaps between its sentences too.
     gaps = [spans[0][0]] + [end for _, end in spans[:-1]]
-    token_lists = encoding().encode_ordinary_batch([text[g:e] for g, (_, e) in zip(gaps, spans, strict=True)])
+    # One call per sentence: encode_ordinary_batch starts a thread pool on every call, which cost
+    # 0.5 s of 0.64 s chunking 400 reviews (0.07 s this way; the tokens are the same).
+    enc = encoding()
+    token_lists = [enc.encode_ordinary(text[g:e]) for g, (_, e) in zip(gaps, spans, strict=True)]
     units: list[tuple[int, int, int]] = []  # (start, end, tokens)
     for (start, end), tokens in zip(spans, token_lists, strict=True):
         if len(tokens) > chunk_tokens:
