@@ -239,19 +239,23 @@ class KeywordIndex:
             return self._writer
         import tantivy
 
+        def create() -> tantivy.Index:
+            self.path.mkdir(parents=True, exist_ok=True)
+            return tantivy.Index(_schema(), path=str(self.path), reuse=True)
+
         with self._lock:
             try:
-                self.path.mkdir(parents=True, exist_ok=True)
-                index = tantivy.Index(_schema(), path=str(self.path), reuse=True)
+                index = create()
             except (OSError, ValueError) as exc:
+                if not self.path.is_dir():
+                    raise KeywordIndexError(str(exc)) from exc
                 # A damaged folder is only a cache of the store: start it again.
                 log.warning("the keyword index %s cannot be opened (%s); rebuilding it from the store", self.path, exc)
                 shutil.rmtree(self.path, ignore_errors=True)
                 try:
-                    self.path.mkdir(parents=True)
-                    index = tantivy.Index(_schema(), path=str(self.path), reuse=True)
+                    index = create()
                 except (OSError, ValueError) as again:
-                    raise KeywordIndexError(f"cannot write the keyword index {self.path}: {again}") from again
+                    raise KeywordIndexError(str(again)) from again
             index.register_tokenizer(ANALYZER, self._analyzer)
             self._index, self._searcher, self._marker = index, None, None
             self._writer = index.writer(heap_size=WRITER_HEAP, num_threads=1)

@@ -15,19 +15,23 @@ fall behind it; each implementation knows how to catch up.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
+
+from rag.keyword_index import KeywordIndex, KeywordIndexError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from rag.api import RAG
-    from rag.keyword_index import KeywordIndex
     from rag.search_milvus import MilvusSearch
 
 log = logging.getLogger("rag")
+T = TypeVar("T")
 
 
 class SearchSync(Protocol):
@@ -74,14 +78,12 @@ class LocalSync:
 
     def prepare(self) -> None:
         self.rag.vectors  # noqa: B018  (brings the in-memory index in step)
-        if self.keywords is not None:
-            self.keywords.catch_up(self.rag.store)
+        self._keywords(lambda keywords: keywords.catch_up(self.rag.store))
 
     def apply(self, removed: list[int], ids: list[int], matrix: np.ndarray) -> None:
         self.rag._apply_to_faiss(removed, ids, matrix)
-        if self.keywords is not None:
-            store = self.rag.store
-            self.keywords.apply(removed, store.chunk_texts(ids), store.generation)
+        store = self.rag.store
+        self._keywords(lambda keywords: keywords.apply(removed, store.chunk_texts(ids), store.generation))
 
     def end(self) -> None:
         # Saved if this run changed it, or it was found out of step (an earlier run was killed).
@@ -89,28 +91,47 @@ class LocalSync:
             if self.rag._vectors_dirty or not self.rag._vector_file_matches():
                 self.rag._save_vectors()
         finally:
+
+            def finish(keywords: KeywordIndex) -> None:
+                keywords.flush()
+                # A write that committed without apply (a removal of nothing, a rebuild
+                # interrupted before rebuilt) or a run that never reached prepare.
+                keywords.catch_up(self.rag.store)
+
+            self._keywords(finish)
             if self.keywords is not None:
-                try:
-                    self.keywords.flush()
-                    # A write that committed without apply (a removal of nothing, a rebuild
-                    # interrupted before rebuilt) or a run that never reached prepare.
-                    self.keywords.catch_up(self.rag.store)
-                finally:
-                    self.keywords.close_writer()
+                self.keywords.close_writer()
 
     def repair(self, deep: bool) -> bool:
         stale = not self.rag._vector_file_matches()
         if deep and not stale and not self.rag.store.is_empty():
             self.rag.vectors  # loads and verifies the file; a damaged one marks itself for saving  # noqa: B018
-        behind = self.keywords is not None and self.keywords.catch_up(self.rag.store) != (0, 0)
-        return stale or self.rag._vectors_dirty or behind
+        caught_up = self._keywords(lambda keywords: keywords.catch_up(self.rag.store))
+        return stale or self.rag._vectors_dirty or caught_up not in (None, (0, 0))
 
     def rebuilt(self) -> None:
         with self.rag._sync_lock:
             self.rag._sync_vectors(fresh=True)
         self.rag._vectors_dirty = True
-        if self.keywords is not None:
-            self.keywords.catch_up(self.rag.store, fresh=True)
+        self._keywords(lambda keywords: keywords.catch_up(self.rag.store, fresh=True))
+
+    def _keywords(self, action: Callable[[KeywordIndex], T]) -> T | None:
+        """Run ``action`` on the tantivy index. If it cannot be written (a full disk, a file
+        where its folder should be), the write goes on without it: it is only derived, searches
+        ask FTS5 while its marker is behind, and a later write brings it in step."""
+        if self.keywords is None:
+            return None
+        try:
+            return action(self.keywords)
+        except (KeywordIndexError, OSError, ValueError) as exc:
+            log.warning(
+                "the keyword index %s cannot be written (%s); keyword search uses SQLite FTS5 until a later "
+                "`rag index` brings it in step", self.keywords.path, exc,
+            )  # fmt: skip
+            with contextlib.suppress(OSError, ValueError):
+                self.keywords.close_writer()
+            self.keywords = None
+            return None
 
     def describe(self) -> dict[str, Any]:
         from embeddings.vector_index import read_stamp
@@ -123,15 +144,15 @@ class LocalSync:
             "vectors_up_to_date": stamp is not None and self.rag._vector_file_matches(),
         }
         # What answers keyword search now: tantivy only while it holds the store's chunks.
-        keywords = self.keywords
+        keywords = self.rag.keywords  # as configured, even when this writer had to leave it
         in_step = keywords is not None and keywords.holds(self.rag.store.generation)
         where["keyword_index"] = "tantivy" if in_step else "fts5" if keywords is None else "fts5 (tantivy is behind)"
         return where
 
     def disk_bytes(self) -> dict[str, int]:
         sizes = {"vectors": self.path.stat().st_size if self.path.exists() else 0}
-        if self.keywords is not None:
-            sizes["keywords"] = self.keywords.disk_bytes()
+        if self.rag.keywords is not None:
+            sizes["keywords"] = self.rag.keywords.disk_bytes()
         return sizes
 
 

@@ -212,3 +212,25 @@ def test_hybrid_scores_keyword_candidates_from_the_vectors_in_memory(news: Path)
         assert got.keys() == expected.keys()
         assert all(abs(got[cid] - expected[cid]) < 1e-6 for cid in ids)
         assert opened.search(QUESTIONS[0], k=5, mode="hybrid")
+
+
+def test_an_unwritable_keyword_index_never_stops_indexing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(NEWS, tmp_path / "news")
+    write(tmp_path / "index" / "keywords", "a file where the folder should be")
+    with caplog.at_level(logging.WARNING, logger="rag"), open_index(tmp_path / "index") as opened:
+        summary = opened.index([tmp_path / "news"], progress=False)
+        assert summary.added == 5
+        assert opened.status()["keyword_index"] == "fts5 (tantivy is behind)"
+        assert keyword_docs(opened, QUESTIONS[0]), "FTS5 answers"
+    assert "cannot be written" in caplog.text and "keywords" in caplog.text
+    assert_consistent(tmp_path / "index", file_must_match=False)
+    (tmp_path / "index" / "keywords").unlink()
+    with open_index(tmp_path / "index") as opened:
+        opened.index([tmp_path / "news"], progress=False)  # nothing to add; tantivy is built
+    fts5_refused(monkeypatch)
+    with open_index(tmp_path / "index") as opened:
+        assert opened.status()["keyword_index"] == "tantivy"
+        assert keyword_docs(opened, QUESTIONS[0])
+    assert_consistent(tmp_path / "index")
