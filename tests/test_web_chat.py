@@ -108,7 +108,11 @@ def test_a_conversation_survives_a_reload_and_a_server_restart(served: Served, b
 
     served.stop()
     served.start()
-    page.reload()
+    # The page that lost its server is reopened in a new tab of the same browser (the saved
+    # conversation lives in its local storage): reloading the old tab failed once in a loaded
+    # fresh-clone run with "Not attached to an active page", a tab Chromium had let go of.
+    page = context.new_page()
+    page.goto(served.url)
     answered(page, "regional government")
     page.wait_for_selector("#sources mark")  # its sources come back too
     # A new conversation, then the saved one reopened from the list.
