@@ -103,12 +103,10 @@ class KeywordIndex:
         ``generation`` (the caller asks FTS5 instead)."""
         import tantivy
 
-        with self._lock:
-            if self._marker != generation:
-                self._reload()
-            if self._marker != generation or self._searcher is None or self._index is None:
-                return None
-            searcher, schema = self._searcher, self._index.schema
+        loaded = self._in_step(generation)
+        if loaded is None:
+            return None
+        searcher, schema = loaded
         terms = [
             (tantivy.Occur.Should, tantivy.Query.term_query(schema, "text", token, index_option="freq"))
             for token in dict.fromkeys(t for w in words for t in self._analyzer.analyze(w))
@@ -129,6 +127,16 @@ class KeywordIndex:
             return {}
         found = searcher.fast_field_values("id", [address for _, address in hits])
         return {int(cid or 0): float(score) for (score, _), cid in zip(hits, found, strict=True)}
+
+    def _in_step(self, generation: int) -> tuple[tantivy.Searcher, tantivy.Schema] | None:
+        """The searcher of the last commit and its schema, if that commit holds the store at
+        ``generation``; a commit made since the last look is loaded first."""
+        with self._lock:
+            if self._marker != generation:
+                self._reload()
+            if self._marker != generation or self._searcher is None or self._index is None:
+                return None
+            return self._searcher, self._index.schema
 
     def _reload(self) -> None:
         """Load the last commit (another process may have made it). Leaves no searcher if the
@@ -168,10 +176,7 @@ class KeywordIndex:
 
     def holds(self, generation: int) -> bool:
         """Whether the last commit holds the store at ``generation``."""
-        with self._lock:
-            if self._marker != generation:
-                self._reload()
-            return self._searcher is not None and self._marker == generation
+        return self._in_step(generation) is not None
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file()) if self.path.exists() else 0
