@@ -275,7 +275,7 @@ class RAG:
         if self._keywords is None:
             from rag.keyword_index import KeywordIndex
 
-            self._keywords = KeywordIndex(self.dir)
+            self._keywords = KeywordIndex(self.dir, self.store.store_tag)
         return self._keywords
 
     @property
@@ -355,6 +355,10 @@ class RAG:
         if stamp.get("model") != self.settings.vectors_key or index.kind != self.settings.index_type:
             log.warning("%s was made with other settings; rebuilding it from %s", path, STORE_FILE)
             return self._new_vector_index(), "store"
+        if stamp.get("store", "") != self.store.store_id:
+            # Chunk ids restart in a new store, so an old file's ids can match a new store's.
+            log.warning("%s was made for another store than %s; rebuilding it from the store", path, STORE_FILE)
+            return self._new_vector_index(), "store"
         return index, "file"
 
     def _stored_vectors(self, ids: list[int]) -> Iterator[tuple[npt.NDArray[np.int64], np.ndarray]]:
@@ -411,7 +415,8 @@ class RAG:
             self._sync_vectors()
             assert self._vectors is not None and np.array_equal(np.sort(self._vectors.ids()), wanted)
             index = self._vectors
-        stamp = {"generation": self.store.generation, "model": self.settings.vectors_key, "ids": ids_digest(wanted)}
+        stamp = {"generation": self.store.generation, "model": self.settings.vectors_key, "ids": ids_digest(wanted),
+                 "store": self.store.store_id}  # fmt: skip
         index.save(self.dir / VECTORS_FILE, stamp)
         self._vectors_dirty = False
 
@@ -423,7 +428,11 @@ class RAG:
         if stamp is None:  # nothing saved yet is in step with nothing stored yet
             return not path.exists() and self.store.is_empty()
         key = self.settings.vectors_key
-        return stamp.get("model") == key and stamp.get("ids") == ids_digest(self.store.chunk_ids())
+        return (
+            stamp.get("model") == key
+            and stamp.get("store", "") == self.store.store_id
+            and stamp.get("ids") == ids_digest(self.store.chunk_ids())
+        )
 
     def _apply_to_faiss(self, removed: list[int], ids: list[int], matrix: np.ndarray) -> None:
         # Called right after the store committed, with the write lock held; the index was

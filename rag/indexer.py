@@ -227,6 +227,8 @@ class Indexer:
             doc = page_document(page.url, response.body, kind_of(response), response.url, item_meta)
         except UnreadableError as exc:
             return Skipped(page.url, str(exc))  # the page's earlier version, if any, is kept
+        except Exception as exc:
+            return Skipped(page.url, f"could not be read ({type(exc).__name__}: {str(exc)[:200]})")
         stored = self.store.document_ids_for_path(page.url)
         if len(stored) == 1 and stored[0] != doc.id:
             before = self.store.get_document(stored[0])

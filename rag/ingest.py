@@ -107,8 +107,13 @@ def file_problem(path: Path, max_bytes: int | None = None) -> str | None:
 
 
 def read_bounded(path: Path, max_bytes: int | None) -> bytes:
-    """The file's bytes, refusing one that grew past ``max_bytes`` since it was listed."""
-    with path.open("rb") as fh:
+    """The file's bytes, refusing one that grew past ``max_bytes`` since it was listed, or that
+    is no longer a regular file. Opened without waiting: a FIFO put in a file's place after it
+    was checked would otherwise block the reader (and a server's request) until someone wrote."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError("not a regular file (a device, FIFO or socket); only regular files are read")
         data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
     if max_bytes is not None and len(data) > max_bytes:
         raise OSError(f"over the {max_bytes / 1e6:g} MB limit (setting max_file_mb)")
@@ -133,7 +138,13 @@ def load_documents(path: Path, data: bytes) -> tuple[list[Document], list[Skippe
                 documents.append(_to_document(path, item))
     except UnreadableError as exc:
         skipped.append(Skipped(str(path), str(exc)))
+    except Exception as exc:
+        skipped.append(Skipped(str(path), f"could not be read ({type(exc).__name__}: {_first_line(exc)})"))
     return documents, skipped
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0][:200]
 
 
 def _where(path: Path, item: Parsed) -> str:

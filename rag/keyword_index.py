@@ -45,6 +45,11 @@ MARKER_ID = -1  # the marker document's id; chunk ids start at 1
 # Writer memory, split among its threads (tantivy needs at least 15 MB per thread).
 WRITER_HEAP = 64_000_000
 BATCH = 5_000  # chunk texts read from the store per step when catching up
+# tantivy keeps counting deleted chunks in BM25's statistics (document count, average length,
+# document frequencies) until their segment is merged, so scores came to depend on what was
+# removed before, not only on what is held. Past this share of deleted documents the index is
+# built again from the store (docs/benchmarks.md, "Keyword scores after deletions").
+REBUILD_DELETED_SHARE = 0.05
 COMMIT_EVERY_S = 1.0  # during a run; readers ask FTS5 in between, so nothing is ever missed
 
 
@@ -81,8 +86,12 @@ def _schema() -> tantivy.Schema:
 class KeywordIndex:
     """The tantivy index in ``<index folder>/keywords``. Thread-safe for searching."""
 
-    def __init__(self, index_dir: Path) -> None:
+    def __init__(self, index_dir: Path, store_tag: int = 0) -> None:
         self.path = index_dir / FOLDER
+        # The store this index is derived from (``Store.store_tag``), kept in the marker beside
+        # the generation: a new store starts its generations and chunk ids again.
+        self.store_tag = store_tag
+        self._foreign = False  # the last commit read was made for another store
         self._lock = threading.Lock()
         self._index: tantivy.Index | None = None
         self._searcher: tantivy.Searcher | None = None
@@ -170,9 +179,12 @@ class KeywordIndex:
         assert self._index is not None
         found = searcher.search(tantivy.Query.term_query(self._index.schema, "id", MARKER_ID), limit=1).hits
         if not found:
+            self._foreign = False
             return None
         values = searcher.doc(found[0][1]).get_all("generation")
-        return int(values[0]) if values else None
+        tag = int(values[1]) if len(values) > 1 else 0  # none before stores had ids
+        self._foreign = tag != self.store_tag
+        return int(values[0]) if values and not self._foreign else None
 
     def holds(self, generation: int) -> bool:
         """Whether the last commit holds the store at ``generation``."""
@@ -193,6 +205,9 @@ class KeywordIndex:
         self.flush()
         if not fresh and self.holds(generation):
             return 0, 0
+        if self._foreign:  # its chunk ids may match this store's and still mean other texts
+            log.warning("the keyword index %s was made for another store; rebuilding it", self.path)
+            fresh = True
         writer = self._writer_open()
         wanted = store.chunk_ids()
         have = np.empty(0, dtype=np.int64) if fresh else self.held_ids()
@@ -231,6 +246,28 @@ class KeywordIndex:
         if self._writer is not None and self._pending is not None:
             self._commit(self._writer, self._pending)
 
+    def deleted_share(self) -> float:
+        """The share of the last commit's documents that are deleted but still counted."""
+        import json
+
+        try:
+            segments = json.loads((self.path / "meta.json").read_text())["segments"]
+        except (OSError, ValueError, KeyError):
+            return 0.0
+        held = sum(int(s.get("max_doc", 0)) for s in segments)
+        deleted = sum(int((s.get("deletes") or {}).get("num_deleted_docs", 0)) for s in segments)
+        return deleted / held if held else 0.0
+
+    def compact(self, store: Store) -> bool:
+        """Build the index again from the store when deleted documents pass
+        ``REBUILD_DELETED_SHARE``, so that scores depend on the chunks held, not on history.
+        Only with the write lock held and the index in step; returns whether it rebuilt."""
+        self.flush()
+        if self.deleted_share() <= REBUILD_DELETED_SHARE:
+            return False
+        self.catch_up(store, fresh=True)
+        return True
+
     def close_writer(self) -> None:
         """Let background merges finish and release tantivy's own lock on the folder. Changes
         not flushed are dropped: the marker stays behind, and the next writer catches up."""
@@ -264,6 +301,10 @@ class KeywordIndex:
             index.register_tokenizer(ANALYZER, self._analyzer)
             self._index, self._searcher, self._marker = index, None, None
             self._writer = index.writer(heap_size=WRITER_HEAP, num_threads=1)
+            # A run killed during a commit leaves that commit's files (a .del file, a segment)
+            # unreferenced by meta.json; the next commit with the same opstamp then failed with
+            # FileAlreadyExists. They belong to no commit, so they go.
+            self._writer.garbage_collect_files()
         return self._writer
 
     def held_ids(self) -> npt.NDArray[np.int64]:
@@ -293,7 +334,7 @@ class KeywordIndex:
         import tantivy
 
         writer.delete_documents_by_term("id", MARKER_ID)
-        writer.add_document(tantivy.Document(id=MARKER_ID, generation=generation))
+        writer.add_document(tantivy.Document(id=MARKER_ID, generation=[generation, self.store_tag]))
         writer.commit()
         self._pending = None
         self._committed_at = time.monotonic()

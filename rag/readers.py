@@ -379,7 +379,7 @@ def _read_html_builtin(page: str) -> Parsed:
 
 def read_pdf(data: bytes) -> Parsed:
     from pypdf import PdfReader  # imported here: only PDF users pay for it
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError, PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -387,7 +387,9 @@ def read_pdf(data: bytes) -> Parsed:
             raise UnreadableError("PDF is encrypted; decrypt it first")
         pages = [page.extract_text() or "" for page in reader.pages]
         info = reader.metadata
-    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+    except LimitReachedError as exc:  # a stream that inflates past pypdf's bound: a decompression bomb
+        raise UnreadableError(f"PDF holds a stream too large to unpack ({exc})") from exc
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
         raise UnreadableError(f"not a readable PDF ({type(exc).__name__}: {exc})") from exc
     text = "\n\n".join(p.strip() for p in pages if p.strip())
     if not text:
@@ -416,6 +418,13 @@ def read_jsonl(data: bytes) -> Iterator[Parsed | UnreadableError]:
             continue
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             yield UnreadableError(f'line {number}: expected an object with a string "text"')
+            continue
+        try:  # JSON may spell a lone surrogate (\ud800), which no UTF-8 text (or SQLite) can hold
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except (UnicodeEncodeError, ValueError) as exc:
+            yield UnreadableError(
+                f"line {number}: not valid Unicode text ({exc.reason if hasattr(exc, 'reason') else exc})"
+            )
             continue
         text = record["text"].replace("\r\n", "\n").strip()
         if not text:

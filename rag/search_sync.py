@@ -97,6 +97,7 @@ class LocalSync:
                 # A write that committed without apply (a removal of nothing, a rebuild
                 # interrupted before rebuilt) or a run that never reached prepare.
                 keywords.catch_up(self.rag.store)
+                keywords.compact(self.rag.store)
 
             self._keywords(finish)
             if self.keywords is not None:

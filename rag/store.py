@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -164,6 +165,9 @@ class Store:
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.execute("PRAGMA foreign_keys=ON")
                 self._migrate(version)
+                # Which store this is: chunk ids restart at 1 in a new store, so derived
+                # indexes stamp this too, and one left beside a swapped store never passes as its.
+                self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('store_id', ?)", (uuid.uuid4().hex,))
         except sqlite3.DatabaseError as exc:
             if hasattr(self, "db"):
                 self.db.close()
@@ -244,6 +248,18 @@ class Store:
                 "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                 [(k, str(v)) for k, v in values.items()],
             )
+
+    @property
+    def store_id(self) -> str:
+        """A random id given when the store was made ("" for one made before ids were, until a
+        writer opens it)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()
+        return str(row[0]) if row else ""
+
+    @property
+    def store_tag(self) -> int:
+        """``store_id`` as a 63-bit integer (0 without one), for indexes that store integers."""
+        return int(self.store_id[:15], 16) if self.store_id else 0
 
     @property
     def generation(self) -> int:

@@ -8,10 +8,15 @@ Politeness and safety, all settings (``rag.config.Config``):
   (http/https only, robots.txt, private addresses), and a loop is named as one;
 - robots.txt is read once per host and obeyed (``respect_robots``), and requests to one host are
   spaced by ``crawl_delay`` seconds (or the host's own Crawl-delay, when longer);
-- addresses on the machine or its private networks (127.0.0.1, 10.x, 192.168.x, link-local,
-  ...) are refused unless ``allow_private_urls`` is on, so a feed cannot make rag read the
-  intranet. Names are resolved before connecting; a name that resolves differently between that
-  check and the connection (DNS rebinding) is not caught.
+- only globally reachable addresses are fetched unless ``allow_private_urls`` is on, so a feed
+  cannot make rag read the machine, the intranet or a cloud metadata service: loopback, private,
+  link-local, carrier-grade NAT (100.64.0.0/10), documentation and every other range the IANA
+  registries mark not global, and the IPv4 address inside IPv4-mapped, 6to4 and Teredo IPv6
+  addresses. A name is resolved once per connection and the connection goes to the address
+  that was checked, so a name that answers differently the second time (DNS rebinding) gains
+  nothing;
+- the whole fetch of one URL, connection, headers and body, ends at ``fetch_timeout`` seconds
+  (``fetch_timeout`` bounds the total, not each read: a page sent a byte at a time is cut off).
 
 Every failure is a ``FetchError`` whose text is one line about that URL; callers report it
 and go on with the next URL.
@@ -28,7 +33,7 @@ import time
 import urllib.robotparser
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 if TYPE_CHECKING:  # httpx is imported when something is fetched: `rag ask` never pays for it
@@ -88,11 +93,12 @@ class Fetcher:
         import httpx
 
         self.settings = settings
+        self._deadline = _Deadline()
         self.client = httpx.Client(
             headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"},
             timeout=httpx.Timeout(settings.timeout),
             follow_redirects=False,
-            transport=transport,
+            transport=transport or _guarded_transport(settings.allow_private, self._deadline),
         )
         self._robots: dict[str, urllib.robotparser.RobotFileParser | None] = {}
         self._last_request: dict[str, float] = {}
@@ -139,6 +145,7 @@ class Fetcher:
 
         self._wait_turn(url)
         limit = self.settings.max_bytes
+        self._deadline.at = time.monotonic() + self.settings.timeout
         try:
             with self.client.stream("GET", url, headers=headers) as reply:
                 if reply.status_code in (301, 302, 303, 307, 308):
@@ -166,11 +173,17 @@ class Fetcher:
                     reply.headers.get("last-modified"),
                 )
         except httpx.TimeoutException as exc:
-            raise FetchError(f"timed out after {self.settings.timeout:g} s ({type(exc).__name__})") from exc
+            # Every wait is cut at the deadline, so any time-out means the whole fetch ran out.
+            raise FetchError(
+                f"timed out: not fetched within {self.settings.timeout:g} s (fetch_timeout bounds the whole "
+                "download); stopped"
+            ) from exc
         except httpx.TooManyRedirects as exc:  # pragma: no cover - redirects are followed by hand
             raise FetchError(str(exc)) from exc
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise FetchError(f"cannot connect: {exc or type(exc).__name__}") from exc
+        finally:
+            self._deadline.at = None
 
     # --- checks before each request ---------------------------------------------------
 
@@ -232,24 +245,107 @@ class Fetcher:
             self._last_request[host] = time.monotonic()
 
 
-def _private_address(host: str, port: int) -> str | None:
-    """The first address of ``host`` that is loopback, private, link-local or reserved, if any."""
+def _addresses(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
         raise FetchError(f"cannot resolve host {host} ({exc})") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if (
-            address.is_private
-            or address.is_loopback
-            or address.is_link_local
-            or address.is_reserved
-            or address.is_multicast
-            or address.is_unspecified
-        ):
-            return str(address)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+# IPv6 forms that carry an IPv4 address in their last 32 bits besides the ones ``ipaddress``
+# decodes itself (mapped, 6to4, Teredo): NAT64's well-known prefix and the old IPv4-compatible form.
+_LAST_32_BITS_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
+
+
+def is_public(text: str) -> bool:
+    """Whether an address may be fetched from by default: global by the IANA special-purpose
+    registries (``ipaddress``'s ``is_global``: not loopback, private, link-local, shared
+    100.64.0.0/10, documentation, benchmarking, reserved, ...) and not multicast; for an IPv6
+    address that carries an IPv4 one (IPv4-mapped, 6to4 2002::/16, Teredo, NAT64 64:ff9b::/96,
+    IPv4-compatible), the IPv4 address decides."""
+    address = ipaddress.ip_address(text.split("%", 1)[0])  # a scoped IPv6 address names its zone after %
+    if not address.is_global or address.is_multicast:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None)
+        if inner is None and any(address in network for network in _LAST_32_BITS_IPV4):
+            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if inner is not None:
+            return is_public(str(inner))
+    return True
+
+
+def _private_address(host: str, port: int) -> str | None:
+    """The first address of ``host`` that is not public (``is_public``), if any."""
+    for address in _addresses(host, port):
+        if not is_public(address):
+            return address
     return None
+
+
+class _Deadline(threading.local):
+    """When the fetch in progress on this thread must end (monotonic seconds), or None."""
+
+    at: float | None = None
+
+    def left(self, timeout: float | None) -> float | None:
+        if self.at is None:
+            return timeout
+        remaining = self.at - time.monotonic()
+        if remaining <= 0:
+            import httpcore
+
+            raise httpcore.ReadTimeout("the fetch's deadline passed")
+        return remaining if timeout is None else min(timeout, remaining)
+
+
+def _guarded_transport(allow_private: bool, deadline: _Deadline) -> httpx.BaseTransport:
+    """httpx's own transport over a network backend that resolves each host once, refuses a
+    non-public address (unless ``allow_private``), connects to the very address it checked, and
+    cuts every read, write and handshake at the fetch's deadline."""
+    import httpcore
+    import httpx
+
+    class Stream(httpcore.NetworkStream):
+        def __init__(self, inner: httpcore.NetworkStream) -> None:
+            self.inner = inner
+
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            return self.inner.read(max_bytes, deadline.left(timeout))
+
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            self.inner.write(buffer, deadline.left(timeout))
+
+        def close(self) -> None:
+            self.inner.close()
+
+        def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                      timeout: float | None = None) -> httpcore.NetworkStream:  # fmt: skip
+            return Stream(self.inner.start_tls(ssl_context, server_hostname, deadline.left(timeout)))
+
+        def get_extra_info(self, info: str) -> Any:
+            return self.inner.get_extra_info(info)
+
+    class Backend(httpcore.SyncBackend):
+        def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                        socket_options: Any = None) -> httpcore.NetworkStream:  # fmt: skip
+            addresses = _addresses(host, port)
+            refused = [a for a in addresses if not is_public(a)]
+            if refused and not allow_private:
+                raise FetchError(
+                    f"{host} is a private or local address ({refused[0]}); "
+                    "set allow_private_urls = true to index pages on your own network"
+                )
+            # The checked address itself, not the name: a second lookup could answer otherwise.
+            # TLS still verifies the certificate for the name (httpcore passes it as SNI).
+            stream = super().connect_tcp(addresses[0], port, deadline.left(timeout), local_address, socket_options)
+            return Stream(stream)
+
+    transport = httpx.HTTPTransport()
+    # httpx takes no network backend; its pool is rebuilt the way HTTPTransport builds it, with one.
+    transport._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(), network_backend=Backend())
+    return transport
 
 
 # --- what a response holds ------------------------------------------------------------------

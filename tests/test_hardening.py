@@ -193,7 +193,7 @@ def test_an_upload_cannot_replace_a_document_from_another_source(config: Config,
     write(tmp_path / "src" / "feed.jsonl", '{"id": "press-1", "title": "Original", "text": "The original text."}')
     rag = RAG.open(config=config)
     rag.index([tmp_path / "src"], progress=False)
-    service = ChatService.for_rag(rag)
+    service = ChatService.for_rag(rag, upload_folders=[tmp_path])
     hostile = '{"id": "press-1", "title": "Forged", "text": "A forged text."}'
     report = service.upload([upload_copy(tmp_path, "x.jsonl", hostile)])
     assert "already belongs to" in report and "press-1" in report
@@ -204,7 +204,7 @@ def test_an_upload_cannot_replace_a_document_from_another_source(config: Config,
 
 def test_two_uploads_with_one_name_stay_two_documents(config: Config, tmp_path: Path) -> None:
     rag = RAG.open(config=config)
-    service = ChatService.for_rag(rag)
+    service = ChatService.for_rag(rag, upload_folders=[tmp_path])
     first = service.upload([upload_copy(tmp_path, "notes.txt", "Notes one\n\nThe first notes mention lemons.")])
     second = service.upload([upload_copy(tmp_path, "notes.txt", "Notes two\n\nThe second notes mention figs.")])
     again = service.upload([upload_copy(tmp_path, "notes.txt", "Notes two\n\nThe second notes mention figs.")])
@@ -216,7 +216,7 @@ def test_two_uploads_with_one_name_stay_two_documents(config: Config, tmp_path: 
 
 def test_unsupported_and_oversized_uploads_are_refused_and_not_written(config: Config, tmp_path: Path) -> None:
     rag = RAG.open(config=config.replace(max_upload_files=2, max_upload_mb=1, max_file_mb=1))
-    service = ChatService.for_rag(rag)
+    service = ChatService.for_rag(rag, upload_folders=[tmp_path])
     report = service.upload(
         [
             upload_copy(tmp_path, "report.docx", "PK binary"),
@@ -247,7 +247,7 @@ def test_questions_wait_for_no_upload(config: Config, tmp_path: Path, monkeypatc
     write(tmp_path / "src" / "a.txt", "Apples\n\nThe orchard grows apples and pears.")
     rag = RAG.open(config=config)
     rag.index([tmp_path / "src"], progress=False)
-    service = ChatService.for_rag(rag)
+    service = ChatService.for_rag(rag, upload_folders=[tmp_path])
     rag.search("apples", k=1)  # the model and vectors are loaded
     embedding = threading.Event()
     real = RAG._embed

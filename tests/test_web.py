@@ -204,7 +204,7 @@ def test_each_bad_url_gets_its_own_reason_and_the_rest_is_indexed(site: LocalSit
     assert summary.added == 1
     assert got[site.url("/500")] == "HTTP 500 Internal Server Error"
     assert got[site.url("/missing")] == "HTTP 404 Not Found"
-    assert got[site.url("/slow")].startswith("timed out after 1 s")
+    assert got[site.url("/slow")].startswith("timed out: not fetched within 1 s (fetch_timeout bounds the whole")
     assert got[site.url("/image")] == "not a web page, feed or sitemap (content type image/png)"
     assert got[site.url("/huge")] == "more than 1 MB; stopped reading (max_file_mb)"
     assert got[site.url("/huge-declared")] == "2.0 MB is over the 1 MB limit (max_file_mb)"

@@ -67,7 +67,10 @@ def test_an_empty_start_an_empty_date_range_and_collections(tmp_path: Path) -> N
     write(tmp_path / "news" / "a.md", "---\ndate: 2026-09-17\n---\n# Rates\n\nThe bank kept its rate at 3.75%.")
     with RAG.open(config=_config(tmp_path / "news-idx")) as rag:
         rag.index([tmp_path / "news"], progress=False)
-    service = ChatService({"news": _config(tmp_path / "news-idx"), "empty": _config(tmp_path / "none")})
+    service = ChatService(
+        {"news": _config(tmp_path / "news-idx"), "empty": _config(tmp_path / "none")},
+        upload_folders=[tmp_path / "upload"],
+    )
     assert not (tmp_path / "none").exists()
     assert "upload documents to create it" in service.facts("empty")
     chat, _, key = _answer(service, "Anything?", "empty")

@@ -280,6 +280,11 @@ def serve(
     add_routes(server, OpenAIEndpoint(service, auth))
     server = gr.mount_gradio_app(server, app, path="", auth=auth, css=CSS, head=HEAD, show_error=True,
                                  footer_links=["api"])  # fmt: skip
+    # Gradio checks that a file named in a request is one it received (inside its upload
+    # folder, symbolic links resolved) only once `launch()` has set `has_launched`; a mounted app
+    # never sets it, and the upload endpoint then copied any server path it was given (a FIFO
+    # there froze every request). Mark it launched so the check runs before any file is opened.
+    app.has_launched = True
     shown = f"[{host}]" if ":" in host else host
     print(f"Web chat on http://{shown}:{port}/ ; OpenAI-compatible API on http://{shown}:{port}/v1 "
           f"(models {', '.join(repr(n) for n in service.names)}{', API key USER:PASSWORD' if auth else ''})",

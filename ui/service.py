@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
+import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -24,7 +26,7 @@ from rag.answering.backends import LLMError
 from rag.api import RAG, UPLOADS, NoIndexError
 from rag.config import Config
 from rag.conversations import ConversationStore
-from rag.ingest import file_problem
+from rag.ingest import file_problem, read_bounded
 from rag.retrieval import Filters, SearchError
 from rag.transcript import Conversation, to_markdown
 from rag.types import Answer
@@ -67,10 +69,26 @@ def turn_messages(turns: tuple[dict[str, Any], ...]) -> list[Message]:
     return messages
 
 
-class ChatService:
-    """Safe to call from Gradio's worker threads."""
+def gradio_upload_folder() -> Path:
+    """Where Gradio keeps the files browsers upload: ``GRADIO_TEMP_DIR``, else ``<temp>/gradio``
+    (Gradio's own rule, read without importing Gradio)."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
 
-    def __init__(self, configs: dict[str, Config], opened: dict[str, RAG] | None = None) -> None:
+
+class ChatService:
+    """Safe to call from Gradio's worker threads.
+
+    ``upload_folders`` are the only places an upload's files may be read from (Gradio's upload
+    folder by default): an upload names files by path, and a path anywhere else is someone
+    asking the server to read its own files."""
+
+    def __init__(
+        self, configs: dict[str, Config], opened: dict[str, RAG] | None = None,
+        upload_folders: Sequence[Path] | None = None,
+    ) -> None:  # fmt: skip
+        self.upload_folders = tuple(
+            Path(f).resolve() for f in (upload_folders if upload_folders is not None else [gradio_upload_folder()])
+        )
         self.collections: dict[str, Collection] = {}
         for name, config in configs.items():
             collection = Collection(name, config, (opened or {}).get(name))
@@ -83,9 +101,9 @@ class ChatService:
         self.ready = threading.Event()
 
     @classmethod
-    def for_rag(cls, rag: RAG, name: str = "rag") -> ChatService:
+    def for_rag(cls, rag: RAG, name: str = "rag", upload_folders: Sequence[Path] | None = None) -> ChatService:
         """A service over one index that is already open."""
-        return cls({name: rag.config}, {name: rag})
+        return cls({name: rag.config}, {name: rag}, upload_folders)
 
     @property
     def names(self) -> list[str]:
@@ -295,10 +313,18 @@ class ChatService:
             return "Choose one or more files first."
         collection = self.collections[name or self.names[0]]
         config = collection.config
+        # Before anything else touches them (a size, a type, an unlink): only files this server
+        # received. Links are resolved first, so one inside the folder cannot point out of it.
+        received = [*self.upload_folders, (Path(config.index_dir) / UPLOADS).resolve()]
+        outside = [file for file in files if not any(Path(file).resolve().is_relative_to(f) for f in received)]
+        if outside:
+            shown = ", ".join(f"`{escape(safe_name(Path(file).name))}`" for file in outside)
+            return (f"Refused: {shown} {'is' if len(outside) == 1 else 'are'} not a file uploaded through this "
+                    "page. Only uploaded files are read; to index files on the server, use `rag index`.")  # fmt: skip
         if len(files) > config.max_upload_files:
             return (f"{len(files)} files is more than one upload takes ({config.max_upload_files}, setting "
                     "max_upload_files); upload them in parts.")  # fmt: skip
-        total = sum(Path(file).stat().st_size for file in files)
+        total = sum(_size(Path(file)) for file in files)
         if total > config.max_upload_mb * 1_000_000:
             return (f"These files hold {total / 1e6:.1f} MB; one upload takes at most {config.max_upload_mb} MB "
                     "(setting max_upload_mb). Upload them in parts, or index them with `rag index`.")  # fmt: skip
@@ -311,7 +337,8 @@ class ChatService:
             problem = file_problem(source, config.max_file_bytes)
             if problem:
                 refused.append(f"- `{escape(shown)}`: {escape(problem)}")
-                source.unlink(missing_ok=True)  # the web framework's copy: nothing keeps it
+                if any(source.resolve().is_relative_to(f) for f in self.upload_folders):
+                    source.unlink(missing_ok=True)  # the web framework's copy: nothing keeps it
             else:
                 checked.append((source, shown))
         if not checked:
@@ -319,15 +346,27 @@ class ChatService:
         rag = self._rag_for_upload(collection)
         folder = rag.dir / UPLOADS
         folder.mkdir(parents=True, exist_ok=True)
-        for source, shown in checked:
-            data = source.read_bytes()
+        for source, shown in list(checked):
+            try:
+                data = read_bounded(source, config.max_file_bytes)
+            except OSError as exc:  # changed since it was checked: never block or read a special file
+                refused.append(f"- `{escape(shown)}`: cannot read: {escape(exc.strerror or str(exc))}")
+                continue
             # Content in the name: two uploads called notes.txt stay two documents, and the
             # same file uploaded twice is one.
             target = folder / f"{Path(shown).stem}-{hashlib.sha256(data).hexdigest()[:10]}{Path(shown).suffix.lower()}"
             target.write_bytes(data)
             accepted[str(target)] = shown
-        with rag.fork() as writer:
-            summary = writer.index(list(accepted), progress=True)
+        if not accepted:
+            return "Nothing was indexed.\n\nSkipped:\n" + "\n".join(refused)
+        try:
+            with rag.fork() as writer:
+                summary = writer.index(list(accepted), progress=True)
+        finally:
+            with rag.fork() as reader:
+                for path in accepted:
+                    if not reader.store.document_ids_for_path(path):
+                        Path(path).unlink(missing_ok=True)  # nothing of it was indexed: do not keep it
         lines = [
             f"Indexed {counted(len(accepted), 'file')}: **{summary.added}** added, **{summary.updated}** updated, "
             f"**{summary.unchanged}** unchanged; {counted(summary.embedded, 'chunk')} embedded in "
@@ -335,10 +374,6 @@ class ChatService:
         ]
         for skip in summary.skipped:
             refused.append(f"- `{escape(_uploaded_name(skip.path, accepted))}`: {escape(skip.reason)}")
-        with rag.fork() as reader:
-            for path in accepted:
-                if not reader.store.document_ids_for_path(path):
-                    Path(path).unlink(missing_ok=True)  # nothing of it was indexed: do not keep it
         if refused:
             lines += ["\nSkipped:", *refused]
         return "\n".join(lines)
@@ -349,6 +384,13 @@ class ChatService:
             if collection.rag is None:
                 collection.rag = RAG.open(config=collection.config)
             return collection.rag
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # said per file below
+        return 0
 
 
 def _id(key: str) -> int:
