@@ -44,7 +44,16 @@ from rag.conversation import History, heuristic_query, llm_query
 from rag.indexer import Indexer
 from rag.locks import ReadWriteLock
 from rag.reranking import Reranker
-from rag.retrieval import Filters, Retrieval, Retriever, SearchBackend, SearchError, check_k, check_question
+from rag.retrieval import (
+    Filters,
+    Retrieval,
+    Retriever,
+    SearchBackend,
+    SearchError,
+    check_k,
+    check_question,
+    check_unicode,
+)
 from rag.search_local import LocalSearch
 from rag.store import LIST_ORDERS, SCHEMA_VERSION, Store, ids_digest
 from rag.types import Answer, Document, DocumentInfo, IndexSummary, Passage
@@ -604,6 +613,9 @@ class RAG:
         if name not in ANSWERERS:
             raise SearchError(f"answerer {name!r} is unknown; choose one of {', '.join(ANSWERERS)}")
         check_question(question, self.config.max_question_chars)
+        for turn, (asked, answered) in enumerate(history or [], start=1):
+            check_unicode(asked, f"question {turn} of the conversation")
+            check_unicode(answered, f"answer {turn} of the conversation")
         k = self.config.answer_passages if k is None else k
         check_k(k, self.config.max_k)
         timings: dict[str, float] = {}

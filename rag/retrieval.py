@@ -622,6 +622,19 @@ def check_question(question: str, limit: int) -> None:
         raise SearchError(
             f"the question is {len(question):,} characters long; the limit is {limit:,} (setting max_question_chars)"
         )
+    check_unicode(question, "the question")
+
+
+def check_unicode(text: str, what: str) -> None:
+    """Text must be valid Unicode: a lone surrogate (JSON's "\\ud800", or a byte that is not
+    UTF-8 in a command-line argument) can be neither stored, encoded nor sent back."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SearchError(
+            f"{what} holds a character that is not valid Unicode at position {exc.start} "
+            f"({text[exc.start]!a}); type it again as plain UTF-8 text"
+        ) from None
 
 
 def check_k(k: int, limit: int) -> None:

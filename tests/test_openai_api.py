@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
@@ -125,3 +127,74 @@ def test_the_web_chat_and_its_api_still_answer_beside_it(url: str) -> None:
     assert answer["answer_span"]["text"] == "3.75%"
     # Without the login the web chat's own API refuses too.
     assert httpx.post(url + "gradio_api/call/ask", json={"data": [FED]}).status_code == 401
+
+
+# --- the security audit's findings, against the real server (issue 28) -------------------------
+
+
+def _signed_in(url: str) -> httpx.Client:
+    session = httpx.Client(base_url=url, timeout=60)
+    assert session.post("login", data={"username": "alice", "password": "s3cret"}).status_code == 200
+    return session
+
+
+def _upload(session: httpx.Client, path: str) -> str:
+    """The upload endpoint called as the audit called it, with a path the client made up."""
+    file = {"path": path, "meta": {"_type": "gradio.FileData"}}
+    started = session.post("gradio_api/call/upload", json={"data": [[file], "news-index"]})
+    assert started.status_code == 200, started.text
+    return session.get(f"gradio_api/call/upload/{started.json()['event_id']}").text
+
+
+def test_the_upload_endpoint_reads_no_server_file_and_no_fifo_blocks_it(url: str, tmp_path: Path) -> None:
+    import threading
+
+    secret = tmp_path / "notes.txt"
+    secret.write_text("Vault notes\n\nThe vault code is plover-seventeen.")
+    fifo = tmp_path / "stuck.txt"
+    os.mkfifo(fifo)
+    session = _signed_in(url)
+    for path in (str(secret), f"/tmp/gradio/../..{secret}", str(fifo)):
+        reply = _upload(session, path)
+        assert "event: error" in reply and "not uploaded by a user" in reply, (path, reply)
+    # A FIFO upload in flight blocks nothing: the page's config answers meanwhile.
+    pending = threading.Thread(target=_upload, args=(session, str(fifo)), daemon=True)
+    pending.start()
+    assert session.get("config").status_code == 200
+    pending.join(60)
+    assert not pending.is_alive(), "an upload naming a FIFO did not return"
+    asked = session.post(
+        "v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
+        json={"model": "news-index", "messages": [{"role": "user", "content": "What is the vault code?"}]},
+    ).json()  # fmt: skip
+    assert "plover" not in json.dumps(asked)
+
+
+def test_failed_sign_ins_back_off_for_that_name_only(url: str) -> None:
+    codes = [httpx.post(url + "login", data={"username": "mallory", "password": f"guess{i}"}).status_code
+             for i in range(8)]  # fmt: skip
+    assert codes[:5] == [400] * 5 and codes[-1] == 429
+    locked = httpx.post(url + "login", data={"username": "mallory", "password": "another"})
+    assert locked.status_code == 429 and int(locked.headers["retry-after"]) >= 1
+    assert "Too many failed sign-ins for 'mallory'" in locked.json()["detail"]
+    assert httpx.post(url + "login", data={"username": "alice", "password": "s3cret"}).status_code == 200
+    bad_keys = [httpx.get(url + "v1/models", headers={"Authorization": "Bearer eve:wrong"}).status_code
+                for _ in range(8)]  # fmt: skip
+    assert bad_keys[:5] == [401] * 5 and bad_keys[-1] == 429
+
+
+def test_odd_requests_get_a_clear_400_never_a_500(url: str) -> None:
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    surrogate = b'{"model": "news-index", "messages": [{"role": "user", "content": "a \\ud800 b"}]}'
+    reply = httpx.post(url + "v1/chat/completions", content=surrogate, headers=headers, timeout=60)
+    assert reply.status_code == 400 and "not valid Unicode at position 2" in reply.json()["error"]["message"]
+    deep = b'{"model": "news-index", "messages": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    reply = httpx.post(url + "v1/chat/completions", content=deep, headers=headers, timeout=60)
+    assert reply.status_code == 400 and "nested too deeply" in reply.json()["error"]["message"]
+    from gradio_client import Client
+
+    client = Client(url, auth=("alice", "s3cret"), verbose=False)
+    with pytest.raises(Exception, match=r"history must be a list of \[question, answer\] pairs"):
+        client.predict(FED, history=[["only a question"]], api_name="/ask")
+    with pytest.raises(Exception, match="there is no collection 'nope'; this server has: news-index"):
+        client.predict(FED, collection="nope", api_name="/ask")

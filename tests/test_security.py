@@ -326,3 +326,76 @@ def test_a_swapped_store_is_never_matched_by_the_old_vector_and_keyword_files(co
     with RAG.open(config=config) as rag:
         rag.repair_vectors()
         assert rag.status()["vectors_up_to_date"] is True and rag.status()["keyword_index"] == "tantivy"
+
+
+# --- 9. odd input from the command line ---------------------------------------------------------
+
+
+def test_rag_ask_with_a_byte_that_is_not_utf8_is_a_clear_error(config: Config, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    with RAG.open(config=config) as rag:
+        rag.index([_topic_docs(tmp_path / "src", WORDS, 3)], progress=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ask", b"\xff", "--index-dir", str(config.index_dir)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONIOENCODING": "utf-8"}, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done
+    assert "Traceback" not in done.stderr
+    assert "the question holds a character that is not valid Unicode at position 0" in done.stderr
+
+
+# --- 10. exports: owner-only files, served to their owner only -----------------------------------
+
+
+def test_exports_are_owner_only_files_served_to_their_owner_only(tmp_path: Path) -> None:
+    import stat
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route as Path_
+    from starlette.testclient import TestClient
+
+    from ui.guard import ExportFiles, ExportOwnerMiddleware
+
+    exports = ExportFiles(tmp_path / "index" / "exports")
+    folder = exports.folder_for("ann")
+    config = Config(index_dir=tmp_path / "index", model="hashing-64")
+    with RAG.open(config=config) as rag:
+        rag.index([_topic_docs(tmp_path / "src", WORDS, 3)], progress=False)
+        service = ChatService.for_rag(rag)
+        _, _, key = list(
+            service.respond("What about herons?", [], "rag", "", "ann", 3, "hybrid", "", "", "extractive")
+        )[-1]
+        path = service.export(key, "ann", "md", folder, f".rx-{exports.tag('ann')}")
+    assert path is not None and path.parent == folder and path.name.endswith(f".rx-{exports.tag('ann')}.md")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(folder.stat().st_mode) == stat.S_IMODE(exports.folder.stat().st_mode) == 0o700
+
+    def who(scope: dict[str, Any]) -> str | None:
+        return dict(scope["headers"]).get(b"x-user", b"").decode() or None
+
+    inner = Starlette(routes=[Path_("/gradio_api/file={p:path}", lambda r: PlainTextResponse("file"))])
+    client = TestClient(ExportOwnerMiddleware(inner, exports, who))
+    link = f"/gradio_api/file=/tmp/gradio/abc/{path.name}"
+    assert client.get(link, headers={"x-user": "ann"}).text == "file"
+    assert client.get(link, headers={"x-user": "bob"}).status_code == 404
+    assert client.get(link).status_code == 404  # signed out
+    assert client.get("/gradio_api/file=/tmp/gradio/abc/other.md", headers={"x-user": "bob"}).text == "file"
+
+
+def test_the_login_throttle_doubles_the_wait_and_forgets_on_success() -> None:
+    from ui.guard import FREE_TRIES, MAX_WAIT_S, LoginThrottle
+
+    now = [0.0]
+    throttle = LoginThrottle(clock=lambda: now[0])
+    waits = []
+    for _ in range(FREE_TRIES + 12):
+        throttle.failed("10.0.0.9", "ann")
+        waits.append(throttle.wait_s("10.0.0.9", "ann"))
+    assert waits[:FREE_TRIES] == [0.0] * FREE_TRIES
+    assert waits[FREE_TRIES : FREE_TRIES + 4] == [1.0, 2.0, 4.0, 8.0] and waits[-1] == MAX_WAIT_S
+    assert throttle.wait_s("10.0.0.9", "bob") == 0 and throttle.wait_s("10.0.0.10", "ann") == 0
+    throttle.succeeded("10.0.0.9", "ann")
+    assert throttle.wait_s("10.0.0.9", "ann") == 0

@@ -10,7 +10,6 @@ Gradio is imported inside the functions, so importing this module loads nothing 
 
 # No `from __future__ import annotations` here: Gradio reads the handlers' annotations
 # (gr.Request, gr.SelectData) at run time, and gradio is imported inside build_app.
-import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,12 +19,13 @@ from rag.config import Config
 from rag.readers import SUPPORTED
 from rag.retrieval import MODES
 from ui.assets import CSS, HEAD, SCROLL_TO_SPAN
+from ui.guard import ExportFiles, ExportOwnerMiddleware, LoginThrottle, LoginThrottleMiddleware
 from ui.service import ChatService
 
 if TYPE_CHECKING:
     import gradio as gr
 
-EXPORTS = Path(tempfile.gettempdir()) / "rag-exports"
+EXPORTS = "exports"  # inside the first collection's index folder, one owner-only folder per user
 
 
 def _user(request: Any) -> str:
@@ -33,8 +33,11 @@ def _user(request: Any) -> str:
     return str(getattr(request, "username", None) or "")
 
 
-def build_app(service: ChatService) -> "gr.Blocks":
+def build_app(service: ChatService, exports: ExportFiles | None = None) -> "gr.Blocks":
     import gradio as gr
+
+    if exports is None:
+        exports = ExportFiles(Path(service.collections[service.names[0]].config.index_dir) / EXPORTS)
 
     names = service.names
     first = names[0]
@@ -179,7 +182,8 @@ def build_app(service: ChatService) -> "gr.Blocks":
 
         def exporter(kind: str) -> Any:
             def export(key: str, request: gr.Request) -> Any:
-                return service.export(key, _user(request), kind, EXPORTS / _user(request))
+                user = _user(request)
+                return service.export(key, user, kind, exports.folder_for(user), f".rx-{exports.tag(user)}")
 
             return export
 
@@ -269,7 +273,8 @@ def serve(
             # write lock is free; until then searches bring the in-memory copy in step.
             threading.Thread(target=_repair_vectors, args=(collection.rag,), daemon=True).start()
     threading.Thread(target=service.warm_up, name="rag-warm-up", daemon=True).start()
-    app = build_app(service)
+    exports = ExportFiles(Path(next(iter(configs.values())).index_dir) / EXPORTS)
+    app = build_app(service, exports)
     # Twenty people asking at once should not wait in one line: answers share the index and
     # run side by side; an upload indexes through its own handle and blocks none of them.
     app.queue(default_concurrency_limit=16)
@@ -277,9 +282,28 @@ def serve(
     # per new session without a bound).
     app.state_session_capacity = next(iter(configs.values())).max_sessions
     server = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    add_routes(server, OpenAIEndpoint(service, auth))
+    throttle = LoginThrottle()
+    add_routes(server, OpenAIEndpoint(service, auth, throttle))
+    # allowed_paths: Gradio serves a returned file only from its own folders, the working
+    # directory, the temporary directory and these; exports live in the index folder.
     server = gr.mount_gradio_app(server, app, path="", auth=auth, css=CSS, head=HEAD, show_error=True,
-                                 footer_links=["api"])  # fmt: skip
+                                 footer_links=["api"], allowed_paths=[str(exports.folder)])  # fmt: skip
+    gradio_app = next(route.app for route in server.routes if getattr(route, "path", None) == "")
+
+    def user_of(scope: dict[str, Any]) -> str | None:
+        """Whose session a request belongs to: Gradio's sign-in cookie ('' without --auth)."""
+        from starlette.requests import HTTPConnection
+
+        if auth is None:
+            return ""
+        cookies = HTTPConnection(scope).cookies
+        token = cookies.get(f"access-token-{gradio_app.cookie_id}") or cookies.get(
+            f"access-token-unsecure-{gradio_app.cookie_id}"
+        )
+        return gradio_app.tokens.get(token) if token else None
+
+    server.add_middleware(ExportOwnerMiddleware, exports=exports, user_of=user_of)
+    server.add_middleware(LoginThrottleMiddleware, throttle=throttle)
     # Gradio checks that a file named in a request is one it received (inside its upload
     # folder, symbolic links resolved) only once `launch()` has set `has_launched`; a mounted app
     # never sets it, and the upload endpoint then copied any server path it was given (a FIFO

@@ -29,6 +29,7 @@ from rag.chunking import count_tokens
 from rag.retrieval import SearchError
 from rag.transcript import HistoryError, from_messages, with_sources
 from rag.types import Answer
+from ui.guard import LoginThrottle
 
 if TYPE_CHECKING:
     from rag.api import RAG
@@ -46,7 +47,9 @@ class APIError(Exception):
         self.status, self.message, self.param, self.code = status, message, param, code
 
     def body(self) -> dict[str, Any]:
-        kind = {401: "authentication_error", 404: "not_found_error"}.get(self.status, "invalid_request_error")
+        kind = {401: "authentication_error", 404: "not_found_error", 429: "rate_limit_error"}.get(
+            self.status, "invalid_request_error"
+        )
         if self.status >= 500:
             kind = "server_error"
         return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
@@ -55,18 +58,28 @@ class APIError(Exception):
 class OpenAIEndpoint:
     """Parses requests, answers through ``RAG.ask_stream``, and shapes replies like OpenAI's."""
 
-    def __init__(self, service: ChatService, auth: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, service: ChatService, auth: tuple[str, str] | None = None, throttle: LoginThrottle | None = None
+    ) -> None:
         self.service = service
         self.api_key = f"{auth[0]}:{auth[1]}" if auth else None
+        # Wrong keys count like failed sign-ins (one throttle for both doors).
+        self.throttle = throttle or LoginThrottle()
 
-    def check_key(self, header: str | None) -> None:
+    def check_key(self, header: str | None, client: str = "") -> None:
         if self.api_key is None:
             return
         scheme, _, given = (header or "").partition(" ")
+        user = given.strip().partition(":")[0]
+        refusal = self.throttle.refusal(client, user)
+        if refusal:
+            raise APIError(429, refusal, code="rate_limit_exceeded")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.api_key.encode()):
+            self.throttle.failed(client, user)
             raise APIError(
                 401, "Incorrect or missing API key: send the server's USER:PASSWORD as the key", code="invalid_api_key"
             )
+        self.throttle.succeeded(client, user)
 
     def models(self) -> dict[str, Any]:
         created = int(time.time())
@@ -81,6 +94,8 @@ class OpenAIEndpoint:
             request = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise APIError(400, f"the request body is not JSON ({exc})") from exc
+        except RecursionError:  # Python's parser recurses once per level of nesting
+            raise APIError(400, "the request body is JSON nested too deeply to be a chat request") from None
         if not isinstance(request, dict):
             raise APIError(400, "the request body must be a JSON object")
         model = request.get("model")
@@ -182,7 +197,7 @@ def add_routes(app: FastAPI, endpoint: OpenAIEndpoint) -> None:
     @app.get("/v1/models")
     def models(request: Request) -> Response:
         try:
-            endpoint.check_key(request.headers.get("authorization"))
+            endpoint.check_key(request.headers.get("authorization"), request.client.host if request.client else "")
         except APIError as exc:
             return failed(exc)
         return JSONResponse(endpoint.models())
@@ -190,7 +205,7 @@ def add_routes(app: FastAPI, endpoint: OpenAIEndpoint) -> None:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         try:
-            endpoint.check_key(request.headers.get("authorization"))
+            endpoint.check_key(request.headers.get("authorization"), request.client.host if request.client else "")
             body = bytearray()
             async for part in request.stream():  # read in parts, so a huge body stops early
                 body += part

@@ -191,10 +191,18 @@ class ChatService:
     ) -> dict[str, Any]:  # fmt: skip
         """The API endpoint: one question (earlier [question, answer] pairs as ``history``), the
         answer as the same JSON as `rag ask --json`."""
-        rag = self.collections[collection or self.names[0]].rag
+        name = collection or self.names[0]
+        if name not in self.collections:
+            raise SearchError(f"there is no collection {name!r}; this server has: {', '.join(self.names)}")
+        rag = self.collections[name].rag
         if rag is None:
             raise SearchError(NO_DOCUMENTS)
-        pairs = [(str(q), str(a)) for q, a in history or []]
+        if not isinstance(history, list | None) or not all(
+            isinstance(pair, list | tuple) and len(pair) == 2 and all(isinstance(t, str) for t in pair)
+            for pair in history or []
+        ):
+            raise SearchError('history must be a list of [question, answer] pairs of text, e.g. [["Who won?", "Ann."]]')
+        pairs = [(q, a) for q, a in history or []]
         answer = rag.ask(question, history=pairs, answerer=answerer, filters=Filters.parse(since, until), mode=mode,
                          k=int(k))  # fmt: skip
         return answer.to_json()
@@ -236,19 +244,25 @@ class ChatService:
             if store:
                 store.delete(user, _id(key))
 
-    def export(self, key: str, user: str, kind: str, folder: Path) -> Path | None:
-        """The conversation as a Markdown or JSON file in ``folder``, for download."""
+    def export(self, key: str, user: str, kind: str, folder: Path, tag: str = "") -> Path | None:
+        """The conversation as a Markdown or JSON file in ``folder``, for download; ``tag`` goes
+        between the name and the suffix (``ui.guard.ExportFiles`` marks the owner with it)."""
         if not key:
             return None
         _, conversation = self._load(key, user)
         title = conversation.turns[0]["question"] if conversation.turns else "conversation"
         stem = re.sub(r"[^\w-]+", "-", title)[:40].strip("-") or "conversation"
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{stem}.{'md' if kind == 'md' else 'json'}"
+        path = folder / f"{stem}{tag}.{'md' if kind == 'md' else 'json'}"
         if kind == "md":
-            path.write_text(to_markdown(conversation, title), encoding="utf-8")
+            text = to_markdown(conversation, title)
         else:
-            path.write_text(json.dumps(conversation.to_json(), ensure_ascii=False, indent=1), encoding="utf-8")
+            text = json.dumps(conversation.to_json(), ensure_ascii=False, indent=1)
+        # Owner-only from the start: a conversation is no one else's to read on this machine.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(path, 0o600)  # an older file of the same name keeps its mode through O_TRUNC
         return path
 
     def _load(self, key: str, user: str) -> tuple[str, Conversation]:
