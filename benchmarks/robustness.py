@@ -103,10 +103,13 @@ def snapshot(index_dir: Path) -> dict[str, Any]:
 
 UPLOAD_SCRIPT = """
 import sys
+from pathlib import Path
 from rag import RAG, Config
 from ui.service import ChatService
 rag = RAG.open(config=Config.load(index_dir=sys.argv[1]))
-report = ChatService.for_rag(rag).upload(sys.argv[2:])
+# The files stand for what Gradio received: their folder is the upload folder here.
+received = sorted({str(Path(f).resolve().parent) for f in sys.argv[2:]})
+report = ChatService.for_rag(rag, upload_folders=[Path(f) for f in received]).upload(sys.argv[2:])
 print(report)
 """
 

@@ -47,9 +47,13 @@ WRITER_HEAP = 64_000_000
 BATCH = 5_000  # chunk texts read from the store per step when catching up
 # tantivy keeps counting deleted chunks in BM25's statistics (document count, average length,
 # document frequencies) until their segment is merged, so scores came to depend on what was
-# removed before, not only on what is held. Past this share of deleted documents the index is
-# built again from the store (docs/benchmarks.md, "Keyword scores after deletions").
-REBUILD_DELETED_SHARE = 0.05
+# removed before, not only on what is held: 1.3% of chunks removed changed the scores of 40 of
+# 40 questions and the top 10 of 2 (docs/benchmarks.md, "Keyword scores after deletions"). A
+# rebuild from the store costs about 0.6 s per 10,000 chunks, so up to EXACT_UP_TO_CHUNKS every
+# write that removed chunks ends with one (scores then equal a clean build's); above it, once
+# the removed chunks pass REBUILD_REMOVED_SHARE of those held.
+EXACT_UP_TO_CHUNKS = 50_000
+REBUILD_REMOVED_SHARE = 0.05
 COMMIT_EVERY_S = 1.0  # during a run; readers ask FTS5 in between, so nothing is ever missed
 
 
@@ -92,6 +96,7 @@ class KeywordIndex:
         # the generation: a new store starts its generations and chunk ids again.
         self.store_tag = store_tag
         self._foreign = False  # the last commit read was made for another store
+        self._removed = 0  # chunks removed since the index was last built from nothing
         self._lock = threading.Lock()
         self._index: tantivy.Index | None = None
         self._searcher: tantivy.Searcher | None = None
@@ -181,9 +186,12 @@ class KeywordIndex:
         if not found:
             self._foreign = False
             return None
+        # [generation, store tag, chunks removed since the last build]; older markers hold fewer.
         values = searcher.doc(found[0][1]).get_all("generation")
         tag = int(values[1]) if len(values) > 1 else 0  # none before stores had ids
         self._foreign = tag != self.store_tag
+        if self._writer is None or self._pending is None:  # not while this writer's own changes wait
+            self._removed = int(values[2]) if len(values) > 2 else 0
         return int(values[0]) if values and not self._foreign else None
 
     def holds(self, generation: int) -> bool:
@@ -222,6 +230,7 @@ class KeywordIndex:
             )  # fmt: skip
         if fresh:
             writer.delete_all_documents()
+        self._removed = 0 if fresh else self._removed + int(extra.size)
         for cid in extra.tolist():
             writer.delete_documents_by_term("id", cid)
         for start in range(0, missing.size, BATCH):
@@ -236,6 +245,7 @@ class KeywordIndex:
         writer = self._writer_open()
         for cid in removed:
             writer.delete_documents_by_term("id", cid)
+        self._removed += len(removed)
         self._add(writer, texts.items())
         self._pending = generation
         if time.monotonic() - self._committed_at >= COMMIT_EVERY_S:
@@ -247,7 +257,8 @@ class KeywordIndex:
             self._commit(self._writer, self._pending)
 
     def deleted_share(self) -> float:
-        """The share of the last commit's documents that are deleted but still counted."""
+        """The share of the last commit's documents that are deleted but still counted (old
+        markers included: each commit replaces the marker)."""
         import json
 
         try:
@@ -259,11 +270,15 @@ class KeywordIndex:
         return deleted / held if held else 0.0
 
     def compact(self, store: Store) -> bool:
-        """Build the index again from the store when deleted documents pass
-        ``REBUILD_DELETED_SHARE``, so that scores depend on the chunks held, not on history.
-        Only with the write lock held and the index in step; returns whether it rebuilt."""
+        """Build the index again from the store when chunks were removed since the last build
+        (``EXACT_UP_TO_CHUNKS``, ``REBUILD_REMOVED_SHARE``), so that scores depend on the chunks
+        held, not on history. Only with the write lock held and the index in step; returns
+        whether it rebuilt."""
         self.flush()
-        if self.deleted_share() <= REBUILD_DELETED_SHARE:
+        if not self._removed:
+            return False
+        held = int(store.counts()["chunks"])
+        if held > EXACT_UP_TO_CHUNKS and self._removed <= REBUILD_REMOVED_SHARE * held:
             return False
         self.catch_up(store, fresh=True)
         return True
@@ -334,7 +349,7 @@ class KeywordIndex:
         import tantivy
 
         writer.delete_documents_by_term("id", MARKER_ID)
-        writer.add_document(tantivy.Document(id=MARKER_ID, generation=[generation, self.store_tag]))
+        writer.add_document(tantivy.Document(id=MARKER_ID, generation=[generation, self.store_tag, self._removed]))
         writer.commit()
         self._pending = None
         self._committed_at = time.monotonic()
