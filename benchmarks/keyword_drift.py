@@ -8,7 +8,8 @@ Indexes review paragraphs of the Amazon set (one file each, the hashing encoder:
 not depend on it), removes a growing share of them in one `rag index` run each with the rebuild
 turned off, and compares the keyword top 10 of questions from the set with an index built from
 scratch from the documents left: the share of questions whose scores differ and whose top-10 sets
-differ. Then times one rebuild (``catch_up(fresh=True)``) against the write it follows.
+differ. Then times, at larger sizes, one `rag index` run that removes one file with the rebuild it
+triggers and without it.
 Results go to benchmarks/results/keyword_drift.json.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -64,10 +66,44 @@ def top(rag: RAG, question: str) -> dict[str, float]:
     return {f"{docs[cid]}#{n}": round(score, 4) for n, (cid, score) in enumerate(found.items())}
 
 
+def removal_cost(root: Path, records: list[dict[str, str]], docs: int) -> dict[str, float]:
+    """One `rag index` run that removes one file, at ``docs`` files: timed with the rebuild the
+    removal triggers and, on the next file, with it turned off (medians of 3 each)."""
+    many = [{**records[i % len(records)], "id": f"c{i}", "text": f"{records[i % len(records)]['text']} (copy {i})"}
+            for i in range(docs)]  # fmt: skip
+    config = Config(index_dir=root / "index", model="hashing-64")
+    write(root / "src", many)
+    with RAG.open(config=config) as rag:
+        rag.index([root / "src"], progress=False)
+        chunks = int(rag.store.counts()["chunks"])
+    timings: dict[str, list[float]] = {"with_rebuild_s": [], "without_rebuild_s": []}
+    saved = ki.EXACT_UP_TO_CHUNKS, ki.REBUILD_REMOVED_SHARE
+    victims = iter(range(docs))
+    for _ in range(3):
+        for key, limits in (("with_rebuild_s", (10**9, 0.0)), ("without_rebuild_s", (0, 1.0))):
+            ki.EXACT_UP_TO_CHUNKS, ki.REBUILD_REMOVED_SHARE = limits
+            (root / "src" / f"c{next(victims)}.txt").unlink()
+            started = time.perf_counter()
+            with RAG.open(config=config) as rag:
+                rag.index([root / "src"], progress=False)
+            timings[key].append(time.perf_counter() - started)
+    ki.EXACT_UP_TO_CHUNKS, ki.REBUILD_REMOVED_SHARE = saved
+    row = {"docs": docs, "chunks": chunks, **{k: round(statistics.median(v), 3) for k, v in timings.items()}}
+    print(row, flush=True)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=400)
     parser.add_argument("--queries", type=int, default=40)
+    parser.add_argument(
+        "--cost-docs",
+        type=int,
+        nargs="*",
+        default=[2_000, 10_000, 40_000],
+        help="index sizes (review files) at which to time one removal with and without the rebuild",
+    )
     args = parser.parse_args()
     records, questions = load(args.docs, args.queries)
     root = Path(tempfile.mkdtemp(prefix="keyword-drift-"))
@@ -103,20 +139,8 @@ def main() -> None:
                      "queries": len(questions), "scores_differ": differ_scores,
                      "top10_sets_differ": differ_sets})  # fmt: skip
         print(rows[-1], flush=True)
-    with RAG.open(config=config) as rag:
-        assert rag.keywords is not None
-        chunks = rag.store.counts()["chunks"]
-        started = time.perf_counter()
-        rag.keywords.catch_up(rag.store, fresh=True)
-        rebuild_s = time.perf_counter() - started
-    write(root / "src", kept[1:])
-    started = time.perf_counter()
-    with RAG.open(config=config) as rag:
-        rag.index([root / "src"], progress=False)
-    write_s = time.perf_counter() - started
-    cost = {"chunks": chunks, "rebuild_s": round(rebuild_s, 3), "one_removal_run_s": round(write_s, 3),
-            "rebuild_per_10k_chunks_s": round(rebuild_s / chunks * 10_000, 2)}  # fmt: skip
-    print(cost)
+    costs = [removal_cost(root / f"cost-{n}", records, n) for n in args.cost_docs]
+    cost = {"removal_with_and_without_rebuild": costs}
     out = REPO / "benchmarks" / "results" / "keyword_drift.json"
     out.write_text(json.dumps({"drift": rows, "cost": cost}, indent=1) + "\n")
     print(f"written to {out}")

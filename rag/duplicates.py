@@ -146,33 +146,35 @@ def _site(source: str) -> str:
 
 
 class CopyFilter:
-    """Walks one search's candidate documents, best first, and says which copy one seen before:
-    a syndicated story fills one result slot, not one per outlet. Each document is compared
-    with the documents kept so far only, so the work grows with the results, not the candidates."""
+    """Groups one search's candidate documents into stories (a document and its syndicated
+    copies) and says which copy of each story is shown: a story fills one result slot, not one
+    per outlet. Which copy leads must not depend on scores (two copies' scores differ by less
+    than the encoder's builds do), so it is a rule on the documents: the earliest dated, then
+    the smallest id. Each document is compared with one document per story found so far, so
+    the work grows with the stories, not with every pair of candidates."""
 
-    FIRST_BATCH = 32
-
-    def __init__(self, db: sqlite3.Connection, threshold: float, order: list[str]) -> None:
-        self.db = db
+    def __init__(
+        self, db: sqlite3.Connection, threshold: float, order: list[str], dates: dict[str, str | None]
+    ) -> None:
         self.needed = math.ceil(threshold * NUM_PERM)  # equal values out of NUM_PERM
-        self.order = list(dict.fromkeys(order))
-        self.signatures = signatures(db, self.order[: self.FIRST_BATCH])
-        self.fetched = set(self.order[: self.FIRST_BATCH])
-        self.kept: list[npt.NDArray[np.uint32]] = []
-        self.verdicts: dict[str, bool] = {}
+        order = list(dict.fromkeys(order))
+        found = signatures(db, order)
+        stories: list[list[str]] = []
+        firsts: list[npt.NDArray[np.uint32]] = []
+        for doc_id in order:
+            mine = found.get(doc_id)
+            if mine is not None and firsts:
+                same = np.flatnonzero(np.count_nonzero(np.stack(firsts) == mine, axis=1) >= self.needed)
+                if same.size:
+                    stories[int(same[0])].append(doc_id)
+                    continue
+            stories.append([doc_id])
+            if mine is not None:
+                firsts.append(mine)
+            else:  # no signature: a story of its own that nothing is compared with
+                firsts.append(np.full(NUM_PERM, -1, dtype=np.int64).astype(np.uint32))
+        self.shown = {min(story, key=lambda d: (dates.get(d) is None, dates.get(d) or "", d)) for story in stories}
 
     def is_copy(self, doc_id: str) -> bool:
-        if doc_id in self.verdicts:
-            return self.verdicts[doc_id]
-        if doc_id not in self.fetched:  # past the first batch: fetch the rest at once
-            rest = [d for d in self.order if d not in self.fetched]
-            self.signatures.update(signatures(self.db, rest or [doc_id]))
-            self.fetched.update(rest or [doc_id])
-        mine = self.signatures.get(doc_id)
-        copy = mine is not None and bool(
-            self.kept and (np.count_nonzero(np.stack(self.kept) == mine, axis=1) >= self.needed).any()
-        )
-        if not copy and mine is not None:
-            self.kept.append(mine)
-        self.verdicts[doc_id] = copy
-        return copy
+        """Whether ``doc_id`` is a copy that another copy of its story stands for."""
+        return doc_id not in self.shown

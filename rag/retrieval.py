@@ -541,8 +541,14 @@ class Retriever:
         if not ranked:
             return []
         rows = self._chunk_rows([cid for cid, _ in ranked])
+        present = [cid for cid, _ in ranked if cid in rows]
         copies = (
-            duplicates.CopyFilter(self.db, self.duplicate_threshold, [rows[cid][0] for cid, _ in ranked if cid in rows])
+            duplicates.CopyFilter(
+                self.db,
+                self.duplicate_threshold,
+                [rows[cid][0] for cid in present],
+                {rows[cid][0]: rows[cid][7] for cid in present},
+            )
             if self.duplicate_threshold > 0
             else None
         )
@@ -554,7 +560,7 @@ class Retriever:
                 continue  # removed since the candidate lists were made
             doc_id = rows[cid][0]
             if copies is not None and copies.is_copy(doc_id):
-                continue  # a syndicated copy of a better-ranked document: it is listed under that one
+                continue  # a syndicated copy of the story another copy stands for: listed under that one
             if per_doc.get(doc_id, 0) < cap:
                 per_doc[doc_id] = per_doc.get(doc_id, 0) + 1
                 chosen.append((cid, score))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -244,3 +247,44 @@ def test_the_chunk_count_behind_rare_words_follows_the_index(rag: RAG, tmp_path:
     rag.retriever.rare_words({"zebra"})
     assert first is not None and rag.retriever._total is not None
     assert rag.retriever._total[1] == first[1] + 1 and rag.retriever._total[0] != first[0]
+
+
+# --- which copy of a syndicated story leads ---------------------------------------------------
+
+_STORY = ("LISBON — Health officials reported 412 locally acquired dengue cases in Europe this year, the most since "
+          "records began. Most were in Italy, France and Spain, where the tiger mosquito has spread. Experts expect "
+          "more cases next summer as winters grow milder across the south of the continent.")  # fmt: skip
+
+
+def _copies(order: list[int]) -> list[dict[str, str]]:
+    """Three copies of one story: the latest repeats the question's words, so it scores best;
+    the other two share the earliest date and differ only in their ids."""
+    copies = [
+        {"id": "wire-b", "date": "2026-08-12", "title": "Dengue cases rise", "text": _STORY},
+        {"id": "wire-a", "date": "2026-08-12", "title": "Dengue cases rise",
+         "text": _STORY.replace("most", "largest number")},
+        {"id": "late", "date": "2026-08-14", "title": "Dengue cases rise",
+         "text": "Dengue cases in Europe: how many dengue cases were reported? " + _STORY},
+    ]  # fmt: skip
+    return [copies[i] for i in order]
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2], [2, 1, 0], [1, 2, 0], [2, 0, 1]])
+def test_the_earliest_copy_leads_whatever_the_scores_and_the_order(tmp_path: Path, order: list[int]) -> None:
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "copies.jsonl").write_text("\n".join(json.dumps(c) for c in _copies(order)))
+    config = Config(index_dir=tmp_path / "index", model="hashing-64")
+    with RAG.open(config=config) as rag:
+        rag.index([folder], progress=False)
+        for mode in ("hybrid", "dense", "keyword"):
+            (first, *rest) = rag.search("How many dengue cases were reported in Europe?", k=3, mode=mode)
+            assert first.doc_id == "wire-a" and not rest, (mode, first.doc_id)
+            assert sorted(c.doc_id for c in first.also) == ["late", "wire-b"]
+    # The same in fresh processes, whose string hashing differs.
+    for seed in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-m", "rag.cli", "search", "How many dengue cases?", "--index-dir", str(config.index_dir),
+             "--json"], capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": seed}, timeout=120,
+        )  # fmt: skip
+        assert json.loads(done.stdout)[0]["doc_id"] == "wire-a", done.stderr
