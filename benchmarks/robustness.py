@@ -98,7 +98,21 @@ def snapshot(index_dir: Path) -> dict[str, Any]:
 
     file_ids = set(VectorIndex.load(index_dir / "vectors.faiss")[0].ids().tolist()) if ids else set()
     return {"docs": docs, "chunks": chunks, "duplicates": duplicates, "fts_ok": fts == len(ids),
-            "file_matches": file_ids == ids}  # fmt: skip
+            "file_matches": file_ids == ids, "keywords_ok": keywords_in_step(index_dir, ids)}  # fmt: skip
+
+
+def keywords_in_step(index_dir: Path, ids: set[int]) -> bool:
+    """Whether the tantivy index is the one searches use (its marker is the store's generation)
+    and holds exactly the store's chunks."""
+    from rag.keyword_index import KeywordIndex
+    from rag.store import Store
+
+    store = Store(index_dir / "store.sqlite", read_only=True)
+    try:
+        keywords = KeywordIndex(index_dir, store.store_tag)
+        return keywords.holds(store.generation) and set(keywords.held_ids().tolist()) == ids
+    finally:
+        store.close()
 
 
 UPLOAD_SCRIPT = """
@@ -182,6 +196,7 @@ def kill_trial(kind: str, trial: int, root: Path) -> dict[str, Any]:
         "kind": kind, "trial": trial, "killed_after_s": round(delay, 2), "killed_mid_run": landed,
         "commits_before_kill": after - before, "lost_or_different": lost, "extra": extra,
         "duplicates": got["duplicates"], "fts_ok": got["fts_ok"], "vector_file_exact": got["file_matches"],
+        "keyword_index_in_step": got["keywords_ok"],
     }  # fmt: skip
 
 
@@ -198,6 +213,7 @@ def part_kill(args: argparse.Namespace) -> dict[str, Any]:
         "trials": len(rows), "killed_mid_run": len(mid),
         "lost_or_different": sum(r["lost_or_different"] for r in rows), "extra": sum(r["extra"] for r in rows),
         "duplicates": sum(r["duplicates"] for r in rows), "fts_bad": sum(not r["fts_ok"] for r in rows),
+        "keyword_index_behind": sum(not r["keyword_index_in_step"] for r in rows),
         "vector_file_not_exact": sum(not r["vector_file_exact"] for r in rows),
         "by_kind": {k: sum(r["kind"] == k and r["killed_mid_run"] for r in rows) for k in ("index", "update",
                                                                                        "remove", "upload")},

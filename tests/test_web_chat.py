@@ -242,3 +242,40 @@ def test_a_syndicated_story_is_cited_once_and_names_the_other_outlet(
         page.screenshot(path=str(ARTIFACTS / name), full_page=viewport[0] < 700)
     finally:
         server.stop()
+
+
+def test_an_export_downloads_and_is_kept_owner_only_in_the_index_folder(served: Served, browser: Any) -> None:
+    import stat
+
+    import httpx
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.goto(served.url)
+    page.wait_for_selector("#question textarea")
+    ask(page, "What rate did the Fed keep?")
+    answered(page, "3.75%")
+    page.get_by_text("Rename, delete, export").click()
+    # The first click writes the file and hands it to the button, which downloads it on the next
+    # click (the button shows no sign of holding it, so each try waits for a download).
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.click("#export-md")
+    download = None
+    for _ in range(20):
+        try:
+            with page.expect_download(timeout=3_000) as started:
+                page.click("#export-md")
+            download = started.value
+            break
+        except PlaywrightTimeout:
+            continue
+    assert download is not None, "the export never downloaded"
+    assert "3.75%" in Path(download.path()).read_text(encoding="utf-8")
+    (kept,) = (served.index_dir / "exports").rglob("*.md")
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600 and ".rx-" in kept.name
+    assert stat.S_IMODE(kept.parent.stat().st_mode) == 0o700
+    # Without --auth everyone is the same (anonymous) user, so the link answers; the owner
+    # check itself is tested in tests/test_security.py.
+    assert httpx.get(download.url, timeout=30).status_code == 200
+    context.close()
