@@ -32,7 +32,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.retrieval_quality import DEFAULT_DATASETS, CachedQueries, Setting, score
-from embeddings.encoder import BUNDLED_MODEL, OnnxEncoder, SentenceTransformerEncoder, model_folder
+from embeddings.encoder import OnnxEncoder, SentenceTransformerEncoder
+from embeddings.models import BUNDLED_MODEL, model_folder
 from embeddings.onnx_export import FP32_FILE, exported
 from eval.squad import load_squad
 from rag import RAG, Config

@@ -189,7 +189,8 @@ def agreement(rag: RAG, questions: list[str], budget: int, label: str) -> dict[s
     text (the tag stripped), as multisets."""
     fts5 = Retriever(
         rag.store.path, rag.store.db, lambda: rag.encoder,
-        LocalSearch(rag.store.path, rag.store.db, rag._dense_search, keyword_budget=budget), rag.settings.vectors_key,
+        LocalSearch(rag.store.path, rag.store.db, rag.vector_file.search, keyword_budget=budget),
+        rag.settings.vectors_key,
     )  # fmt: skip
     out: dict[str, float] = {}
     for mode in ("keyword", "hybrid"):

@@ -78,7 +78,7 @@ def score(
         rag.search_backend
         if keyword_budget is None
         else LocalSearch(
-            rag.store.path, rag.store.db, rag._dense_search, keyword_budget=keyword_budget, keywords=rag.keywords
+            rag.store.path, rag.store.db, rag.vector_file.search, keyword_budget=keyword_budget, keywords=rag.keywords
         )
     )
     retriever = Retriever(

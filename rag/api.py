@@ -10,13 +10,8 @@ An index folder holds ``store.sqlite`` (the source of truth) and, derived from i
 store stays the source of truth. Searches go through
 ``search_backend`` and writes through ``sync`` (``rag.search_sync``), one object per backend.
 
-Keeping the two in step across processes (a server answering while ``rag index`` runs):
-- the vector file's stamp names the exact set of chunk ids it holds (a digest of them);
-- every process brings its in-memory index in step with the store whenever the store's
-  generation moved, by removing the ids the store no longer has and adding the ones it lacks
-  from the embedding cache; opening an index does the same to the file it loads;
-- only a writer saves the file, while it holds the write lock (so nothing else can commit),
-  and only after checking that its ids are exactly the store's. Readers never write.
+The facade composes the stages and holds no machinery of its own: the FAISS copy of the
+vectors and how it is kept in step across processes is ``rag.vector_file.VectorFile``.
 """
 
 from __future__ import annotations
@@ -24,7 +19,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -42,7 +36,6 @@ from rag.answering.llm import LLMAnswerer
 from rag.config import ANSWERERS, Config, IndexSettings
 from rag.conversation import History, heuristic_query, llm_query
 from rag.indexer import Indexer
-from rag.locks import ReadWriteLock
 from rag.reranking import Reranker
 from rag.retrieval import (
     Filters,
@@ -55,8 +48,9 @@ from rag.retrieval import (
     check_unicode,
 )
 from rag.search_local import LocalSearch
-from rag.store import LIST_ORDERS, SCHEMA_VERSION, Store, ids_digest
+from rag.store import LIST_ORDERS, SCHEMA_VERSION, Store
 from rag.types import Answer, Document, DocumentInfo, IndexSummary, Passage
+from rag.vector_file import VectorFile
 from rag.web import is_url
 
 log = logging.getLogger("rag")
@@ -114,11 +108,7 @@ class RAG:
         self.settings = settings
         self._encoder: Encoder | None = None
         self._encoder_source = encoder_source
-        self._vectors: VectorIndex | None = None
-        self._synced_generation: int | None = None  # the store generation _vectors matches
-        self._sync_lock = threading.Lock()  # one thread brings _vectors in step at a time
-        self._vector_access = ReadWriteLock()  # searches read; syncing and indexing write
-        self._vectors_dirty = False
+        self._vector_file: VectorFile | None = None
         self._retriever: Retriever | None = None
         self._llm: LLMBackend | None = None
         self._ray: RayEncoder | None = None  # document embedding on a Ray cluster (config.ray_address)
@@ -294,9 +284,9 @@ class RAG:
             from rag.search_sync import LocalSync, MilvusSync
 
             if self.backend == "milvus":
-                self._sync = MilvusSync(self, self.milvus)
+                self._sync = MilvusSync(self.store, self.milvus, self.stored_vectors)
             else:
-                self._sync = LocalSync(self, self.dir / VECTORS_FILE, self.keywords)
+                self._sync = LocalSync(self.vector_file, self.keywords, self.store)
         return self._sync
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -306,73 +296,23 @@ class RAG:
         return vectors
 
     @property
+    def vector_file(self) -> VectorFile:
+        """The FAISS copy of the vectors (the local backend's)."""
+        if self._vector_file is None:
+            self._vector_file = VectorFile(
+                self.dir / VECTORS_FILE, self.store, self.settings, self.config.ivf_nprobe, self.stored_vectors,
+                dim=lambda: self.encoder.dim,
+            )  # fmt: skip
+        return self._vector_file
+
+    @property
     def vectors(self) -> VectorIndex:
-        """The FAISS index, holding exactly the store's chunks (see the module docstring)."""
-        generation = self.store.generation
-        if self._vectors is not None and self._synced_generation == generation:
-            return self._vectors
-        with self._sync_lock:
-            if self._vectors is None or self._synced_generation != self.store.generation:
-                self._sync_vectors()
-            assert self._vectors is not None
-            return self._vectors
+        """The FAISS index, holding exactly the store's chunks (``rag.vector_file``)."""
+        return self.vector_file.index
 
-    def _sync_vectors(self, fresh: bool = False) -> None:
-        """Bring the in-memory index in step with the store: load the file on first use (or
-        start empty when ``fresh``), then remove what the store no longer holds and add what
-        it gained. The generation is read before the ids, so a commit in between only makes
-        the next call sync again."""
-        generation = self.store.generation
-        wanted = self.store.chunk_ids()
-        index = self._new_vector_index() if fresh else self._vectors
-        source = "memory"
-        if index is None:
-            index, source = self._load_vector_file()
-        have = np.sort(index.ids())
-        extra = np.setdiff1d(have, wanted, assume_unique=True)
-        missing = np.setdiff1d(wanted, have, assume_unique=True)
-        if source != "memory" and (extra.size or missing.size or source == "store"):
-            # The file on disk is damaged, missing or stale: a writer saves a good one on its
-            # way out even if it changes nothing else (readers never save).
-            self._vectors_dirty = True
-        if extra.size or missing.size:
-            if source == "file":
-                log.warning(
-                    "%s was out of step with %s (%d chunks missing, %d removed ones held: an interrupted "
-                    "run, or a writer still at work); brought in step from the store",
-                    self.dir / VECTORS_FILE, STORE_FILE, missing.size, extra.size,
-                )  # fmt: skip
-            with self._vector_access.writing():
-                index.remove(extra)
-            for ids, matrix in self._stored_vectors(missing.tolist()):
-                with self._vector_access.writing():
-                    index.add(ids, matrix)
-        self._vectors = index
-        self._synced_generation = generation
-
-    def _load_vector_file(self) -> tuple[VectorIndex, str]:
-        """The saved index if it is readable and made by this model, else an empty one."""
-        from embeddings import IndexFileError, VectorIndex
-
-        path = self.dir / VECTORS_FILE
-        try:
-            index, stamp = VectorIndex.load(path, nprobe=self.config.ivf_nprobe)
-        except IndexFileError as exc:
-            if path.exists() or not self.store.is_empty():
-                log.warning("%s; rebuilding it from %s", exc, STORE_FILE)
-            return self._new_vector_index(), "store"
-        if stamp.get("model") != self.settings.vectors_key or index.kind != self.settings.index_type:
-            log.warning("%s was made with other settings; rebuilding it from %s", path, STORE_FILE)
-            return self._new_vector_index(), "store"
-        if stamp.get("store", "") != self.store.store_id:
-            # Chunk ids restart in a new store, so an old file's ids can match a new store's.
-            log.warning("%s was made for another store than %s; rebuilding it from the store", path, STORE_FILE)
-            return self._new_vector_index(), "store"
-        return index, "file"
-
-    def _stored_vectors(self, ids: list[int]) -> Iterator[tuple[npt.NDArray[np.int64], np.ndarray]]:
-        """Batches of (ids, vectors) for the given chunks, from the cache; any not cached (or
-        damaged there) are embedded again, and cached when this handle may write."""
+    def stored_vectors(self, ids: list[int]) -> Iterator[tuple[npt.NDArray[np.int64], np.ndarray]]:
+        """Batches of (ids, vectors) for the given chunks, from the embedding cache; any not
+        cached (or damaged there) are embedded again, and cached when this handle may write."""
         for start in range(0, len(ids), 10_000):
             batch = ids[start : start + 10_000]
             found, lacking = self.store.vectors_for_chunks(self.settings.vectors_key, batch)
@@ -393,66 +333,6 @@ class RAG:
                 found.update(zip(lacking, vectors, strict=True))
             if batch:
                 yield np.array(batch, dtype=np.int64), np.stack([found[cid] for cid in batch])
-
-    def _new_vector_index(self) -> VectorIndex:
-        from embeddings import VectorIndex
-
-        meta = self.store.meta()
-        dim = int(meta["dim"]) if "dim" in meta else self.encoder.dim
-        return VectorIndex(dim, self.settings.index_type, nprobe=self.config.ivf_nprobe)
-
-    def _dense_search(
-        self, queries: np.ndarray, k: int, allowed: npt.NDArray[np.int64] | None
-    ) -> tuple[np.ndarray, npt.NDArray[np.int64]]:
-        index = self.vectors
-        with self._vector_access.reading():
-            return index.search(queries, k, allowed_ids=allowed)
-
-    def _held_vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
-        index = self.vectors
-        with self._vector_access.reading():
-            return index.vectors(np.array(ids, dtype=np.int64))
-
-    def _save_vectors(self) -> None:
-        """Save the index, proven to hold exactly the store's chunks. Only called with the
-        write lock held, so no other process can commit between the check and the save."""
-        index = self.vectors
-        wanted = self.store.chunk_ids()
-        if not np.array_equal(np.sort(index.ids()), wanted):
-            # Cannot happen while every writer holds the lock; if it does, repair, never save a gap.
-            log.error("the in-memory vectors differ from %s before saving; bringing them in step", STORE_FILE)
-            self._sync_vectors()
-            assert self._vectors is not None and np.array_equal(np.sort(self._vectors.ids()), wanted)
-            index = self._vectors
-        stamp = {"generation": self.store.generation, "model": self.settings.vectors_key, "ids": ids_digest(wanted),
-                 "store": self.store.store_id}  # fmt: skip
-        index.save(self.dir / VECTORS_FILE, stamp)
-        self._vectors_dirty = False
-
-    def _vector_file_matches(self) -> bool:
-        from embeddings.vector_index import read_stamp
-
-        path = self.dir / VECTORS_FILE
-        stamp = read_stamp(path)
-        if stamp is None:  # nothing saved yet is in step with nothing stored yet
-            return not path.exists() and self.store.is_empty()
-        key = self.settings.vectors_key
-        return (
-            stamp.get("model") == key
-            and stamp.get("store", "") == self.store.store_id
-            and stamp.get("ids") == ids_digest(self.store.chunk_ids())
-        )
-
-    def _apply_to_faiss(self, removed: list[int], ids: list[int], matrix: np.ndarray) -> None:
-        # Called right after the store committed, with the write lock held; the index was
-        # brought in step just before that commit (``prepare``), so it now differs from the
-        # store by exactly this change.
-        index = self.vectors if self._vectors is None else self._vectors
-        with self._vector_access.writing():
-            index.remove(np.array(removed, dtype=np.int64))
-            index.add(np.array(ids, dtype=np.int64), matrix)
-        self._synced_generation = self.store.generation
-        self._vectors_dirty = True
 
     def _indexer(self) -> Indexer:
         return Indexer(
@@ -718,10 +598,10 @@ class RAG:
         return LocalSearch(
             self.store.path,
             self.store.db,
-            self._dense_search,
+            self.vector_file.search,
             keyword_budget=self.config.keyword_budget,
             keywords=self.keywords,
-            held=self._held_vectors,
+            held=self.vector_file.held,
         )
 
     def resolve(self, ref: str) -> list[str]:

@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from embeddings.encoder import BACKENDS, ModelLoadError
+from embeddings.encoder import BACKENDS
+from embeddings.models import ModelLoadError
 from embeddings.ray_encoder import RayError
 from eval.questions import EvalError
 from rag.answering.backends import LLMError

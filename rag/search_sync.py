@@ -5,10 +5,10 @@ taken, ``prepare`` before a run's first commit, ``apply`` right after each commi
 before the lock is released. The store (SQLite) commits first, always, so a search side can only
 fall behind it; each implementation knows how to catch up.
 
-- ``LocalSync``: the FAISS file, kept by the facade's own machinery (syncing in memory across
-  processes, saving atomically with the ids it holds; see ``rag.api``), which this delegates to;
-  and the tantivy keyword index (``rag.keyword_index``), committed with the store generation
-  it matches, and caught up before a writer's first commit and before it ends.
+- ``LocalSync``: the FAISS file (``rag.vector_file.VectorFile``: kept in step in memory across
+  processes, saved atomically with the ids it holds) and the tantivy keyword index
+  (``rag.keyword_index``), committed with the store generation it matches, and caught up before
+  a writer's first commit and before it ends.
 - ``MilvusSync``: the Milvus collection, written as each commit lands and reconciled with the
   store when a writer starts, which repairs a run killed between a commit and its write.
 """
@@ -25,10 +25,9 @@ import numpy as np
 from rag.keyword_index import KeywordIndex, KeywordIndexError
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    from rag.api import RAG
     from rag.search_milvus import MilvusSearch
+    from rag.store import Store
+    from rag.vector_file import CachedVectors, VectorFile
 
 log = logging.getLogger("rag")
 T = TypeVar("T")
@@ -64,57 +63,55 @@ class SearchSync(Protocol):
 
 
 class LocalSync:
-    """FAISS: the facade keeps the index in memory in step and saves the file on the way out.
-    tantivy (unless ``keyword_index`` is "fts5"): each store commit's changes added right after
-    it, committed at most once a second and on the way out."""
+    """FAISS: the vector file kept in step in memory and saved on the way out. tantivy (unless
+    ``keyword_index`` is "fts5"): each store commit's changes added right after it, committed
+    at most once a second and on the way out."""
 
-    def __init__(self, rag: RAG, vectors_path: Path, keywords: KeywordIndex | None) -> None:
-        self.rag = rag
-        self.path = vectors_path
+    def __init__(self, vectors: VectorFile, keywords: KeywordIndex | None, store: Store) -> None:
+        self.vectors = vectors
+        self.store = store
+        self.configured = keywords  # as configured, even after this writer had to leave it
         self.keywords = keywords
 
     def begin(self) -> None:
         pass
 
     def prepare(self) -> None:
-        self.rag.vectors  # noqa: B018  (brings the in-memory index in step)
-        self._keywords(lambda keywords: keywords.catch_up(self.rag.store))
+        self.vectors.index  # noqa: B018  (brings the in-memory index in step)
+        self._keywords(lambda keywords: keywords.catch_up(self.store))
 
     def apply(self, removed: list[int], ids: list[int], matrix: np.ndarray) -> None:
-        self.rag._apply_to_faiss(removed, ids, matrix)
-        store = self.rag.store
-        self._keywords(lambda keywords: keywords.apply(removed, store.chunk_texts(ids), store.generation))
+        self.vectors.apply(removed, ids, matrix)
+        self._keywords(lambda keywords: keywords.apply(removed, self.store.chunk_texts(ids), self.store.generation))
 
     def end(self) -> None:
         # Saved if this run changed it, or it was found out of step (an earlier run was killed).
         try:
-            if self.rag._vectors_dirty or not self.rag._vector_file_matches():
-                self.rag._save_vectors()
+            if self.vectors.dirty or not self.vectors.matches():
+                self.vectors.save()
         finally:
 
             def finish(keywords: KeywordIndex) -> None:
                 keywords.flush()
                 # A write that committed without apply (a removal of nothing, a rebuild
                 # interrupted before rebuilt) or a run that never reached prepare.
-                keywords.catch_up(self.rag.store)
-                keywords.compact(self.rag.store)
+                keywords.catch_up(self.store)
+                keywords.compact(self.store)
 
             self._keywords(finish)
             if self.keywords is not None:
                 self.keywords.close_writer()
 
     def repair(self, deep: bool) -> bool:
-        stale = not self.rag._vector_file_matches()
-        if deep and not stale and not self.rag.store.is_empty():
-            self.rag.vectors  # loads and verifies the file; a damaged one marks itself for saving  # noqa: B018
-        caught_up = self._keywords(lambda keywords: keywords.catch_up(self.rag.store))
-        return stale or self.rag._vectors_dirty or caught_up not in (None, (0, 0))
+        stale = not self.vectors.matches()
+        if deep and not stale and not self.store.is_empty():
+            self.vectors.index  # loads and verifies the file; a damaged one marks itself for saving  # noqa: B018
+        caught_up = self._keywords(lambda keywords: keywords.catch_up(self.store))
+        return stale or self.vectors.dirty or caught_up not in (None, (0, 0))
 
     def rebuilt(self) -> None:
-        with self.rag._sync_lock:
-            self.rag._sync_vectors(fresh=True)
-        self.rag._vectors_dirty = True
-        self._keywords(lambda keywords: keywords.catch_up(self.rag.store, fresh=True))
+        self.vectors.rebuilt()
+        self._keywords(lambda keywords: keywords.catch_up(self.store, fresh=True))
 
     def _keywords(self, action: Callable[[KeywordIndex], T]) -> T | None:
         """Run ``action`` on the tantivy index. If it cannot be written (a full disk, a file
@@ -137,32 +134,34 @@ class LocalSync:
     def describe(self) -> dict[str, Any]:
         from embeddings.vector_index import read_stamp
 
-        stamp = read_stamp(self.path)
+        stamp = read_stamp(self.vectors.path)
         where: dict[str, Any] = {
             "backend": "local",
             "vectors": stamp["count"] if stamp else None,
             # True only when the file holds exactly the store's chunk ids (not merely as many).
-            "vectors_up_to_date": stamp is not None and self.rag._vector_file_matches(),
+            "vectors_up_to_date": stamp is not None and self.vectors.matches(),
         }
         # What answers keyword search now: tantivy only while it holds the store's chunks.
-        keywords = self.rag.keywords  # as configured, even when this writer had to leave it
-        in_step = keywords is not None and keywords.holds(self.rag.store.generation)
+        keywords = self.configured
+        in_step = keywords is not None and keywords.holds(self.store.generation)
         where["keyword_index"] = "tantivy" if in_step else "fts5" if keywords is None else "fts5 (tantivy is behind)"
         return where
 
     def disk_bytes(self) -> dict[str, int]:
-        sizes = {"vectors": self.path.stat().st_size if self.path.exists() else 0}
-        if self.rag.keywords is not None:
-            sizes["keywords"] = self.rag.keywords.disk_bytes()
+        path = self.vectors.path
+        sizes = {"vectors": path.stat().st_size if path.exists() else 0}
+        if self.configured is not None:
+            sizes["keywords"] = self.configured.disk_bytes()
         return sizes
 
 
 class MilvusSync:
     """A Milvus collection: written as commits land, reconciled once per writing handle."""
 
-    def __init__(self, rag: RAG, milvus: MilvusSearch) -> None:
-        self.rag = rag
+    def __init__(self, store: Store, milvus: MilvusSearch, cached: CachedVectors) -> None:
+        self.store = store
         self.milvus = milvus
+        self._cached = cached  # vectors from the embedding cache, to fill rows the collection lacks
         self._reconciled = False
         self._found: tuple[int, int] | None = None  # (added, removed) by begin's reconcile
 
@@ -194,7 +193,7 @@ class MilvusSync:
         This repairs a run killed between a store commit and the Milvus write, in either
         direction; ids are never reused, so no row can stand for the wrong chunk.
         Returns (rows added, rows removed)."""
-        store = self.rag.store
+        store = self.store
         wanted = store.chunk_ids()
         have = self.milvus.ids()
         extra = np.setdiff1d(have, wanted, assume_unique=True)
@@ -205,7 +204,7 @@ class MilvusSync:
                 "bringing it in step", self.milvus.collection, store.path.name, missing.size, extra.size,
             )  # fmt: skip
         self.milvus.delete(extra.tolist())
-        for ids, matrix in self.rag._stored_vectors(missing.tolist()):
+        for ids, matrix in self._cached(missing.tolist()):
             self._upsert(ids.tolist(), matrix)
         self._reconciled = True
         return int(missing.size), int(extra.size)
@@ -213,7 +212,7 @@ class MilvusSync:
     def _upsert(self, ids: list[int], matrix: np.ndarray) -> None:
         from rag.search_milvus import ChunkRecord
 
-        rows = self.rag.store.chunk_records(ids)
+        rows = self.store.chunk_records(ids)
         # A chunk removed since its id was read has no row: it is left out, as FAISS does.
         keep = [i for i, cid in enumerate(ids) if cid in rows]
         records = [ChunkRecord(ids[i], *rows[ids[i]]) for i in keep]
@@ -226,7 +225,7 @@ class MilvusSync:
             "milvus_version": self.milvus.version,
             "vectors": len(held),
             # True only when the collection holds exactly the store's chunk ids.
-            "vectors_up_to_date": bool(np.array_equal(held, self.rag.store.chunk_ids())),
+            "vectors_up_to_date": bool(np.array_equal(held, self.store.chunk_ids())),
         }
 
     def disk_bytes(self) -> dict[str, int]:

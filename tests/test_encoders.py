@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from embeddings import load_encoder
-from embeddings.encoder import BUNDLED_MODEL, OnnxEncoder, SentenceTransformerEncoder, _load_onnx, model_folder
+from embeddings.encoder import OnnxEncoder, SentenceTransformerEncoder, _load_onnx
+from embeddings.models import BUNDLED_MODEL, model_folder
 from embeddings.onnx_export import SETTINGS_FILE, export_folder, exported, fingerprint
 from rag import RAG, Config, IndexMismatchError
 from rag.config import ConfigError, IndexSettings
@@ -169,7 +170,7 @@ def test_the_export_is_cached_and_keyed_by_the_model_files(tmp_path: Path) -> No
 
 
 def test_an_unwritable_cache_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from embeddings.encoder import ModelLoadError
+    from embeddings.models import ModelLoadError
 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("", encoding="utf-8")
@@ -193,7 +194,7 @@ def test_an_abandoned_export_is_cleaned_up(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_a_model_the_onnx_encoder_cannot_run_says_to_use_torch(tmp_path: Path) -> None:
-    from embeddings.encoder import ModelLoadError
+    from embeddings.models import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="cannot find embedding model 'no-such/model'"):
         load_encoder("no-such/model", backend="onnx-int8").encode_queries(["x"])

@@ -64,7 +64,7 @@ def test_hybrid_gives_every_candidate_both_scores(news: RAG) -> None:
 
 def test_rrf_fusion_is_selectable(news: RAG) -> None:
     rrf = RAG(news.config.replace(fusion="rrf"), news.store, news.settings)
-    rrf._encoder, rrf._vectors = news._encoder, news._vectors
+    rrf._encoder, rrf._vector_file = news._encoder, news._vector_file
     top = rrf.search("Which party won the election?", k=1)[0]
     assert top.doc_id == "election" and top.score == pytest.approx(0.5 / 61 + 0.5 / 61)
 
