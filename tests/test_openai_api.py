@@ -198,3 +198,19 @@ def test_odd_requests_get_a_clear_400_never_a_500(url: str) -> None:
         client.predict(FED, history=[["only a question"]], api_name="/ask")
     with pytest.raises(Exception, match="there is no collection 'nope'; this server has: news-index"):
         client.predict(FED, collection="nope", api_name="/ask")
+
+
+def test_an_export_link_is_served_only_to_its_owner(url: str) -> None:
+    import tempfile
+
+    # A file Gradio itself would serve (inside its upload folder), named as another user's export.
+    folder = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio") / "rag-export-test"
+    folder.mkdir(parents=True, exist_ok=True)
+    theirs = folder / "conversation.rx-0123456789abcdef.md"
+    theirs.write_text("someone else's conversation")
+    plain = folder / "conversation.md"
+    plain.write_text("not an export")
+    session = _signed_in(url)
+    assert session.get(f"gradio_api/file={plain}").status_code == 200  # Gradio serves its own files
+    refused = session.get(f"gradio_api/file={theirs}")
+    assert refused.status_code == 404 and "someone else" not in refused.text
