@@ -21,7 +21,7 @@ import numpy as np
 from rag import duplicates
 from rag.chunking import chunk_text
 from rag.config import IndexSettings
-from rag.ingest import Root, file_hash, load_documents, page_document, read_bounded, scan
+from rag.ingest import Root, failure_reason, file_hash, load_documents, page_document, read_bounded, scan
 from rag.readers import UnreadableError
 from rag.store import Store
 from rag.types import Chunk, Document, IndexSummary, Skipped, content_hash
@@ -227,8 +227,8 @@ class Indexer:
             doc = page_document(page.url, response.body, kind_of(response), response.url, item_meta)
         except UnreadableError as exc:
             return Skipped(page.url, str(exc))  # the page's earlier version, if any, is kept
-        except Exception as exc:
-            return Skipped(page.url, f"could not be read ({type(exc).__name__}: {str(exc)[:200]})")
+        except Exception as exc:  # a reader library's own failure is still one page's problem
+            return Skipped(page.url, failure_reason(exc))
         stored = self.store.document_ids_for_path(page.url)
         if len(stored) == 1 and stored[0] != doc.id:
             before = self.store.get_document(stored[0])

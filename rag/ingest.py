@@ -138,13 +138,14 @@ def load_documents(path: Path, data: bytes) -> tuple[list[Document], list[Skippe
                 documents.append(_to_document(path, item))
     except UnreadableError as exc:
         skipped.append(Skipped(str(path), str(exc)))
-    except Exception as exc:
-        skipped.append(Skipped(str(path), f"could not be read ({type(exc).__name__}: {_first_line(exc)})"))
+    except Exception as exc:  # a reader library's own failure is still one file's problem
+        skipped.append(Skipped(str(path), failure_reason(exc)))
     return documents, skipped
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [""])[0][:200]
+def failure_reason(exc: BaseException) -> str:
+    """A skip reason for an error a reader library raised: its kind and the first line it says."""
+    return f"could not be read ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})"
 
 
 def _where(path: Path, item: Parsed) -> str:

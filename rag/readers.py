@@ -421,10 +421,8 @@ def read_jsonl(data: bytes) -> Iterator[Parsed | UnreadableError]:
             continue
         try:  # JSON may spell a lone surrogate (\ud800), which no UTF-8 text (or SQLite) can hold
             json.dumps(record, ensure_ascii=False).encode("utf-8")
-        except (UnicodeEncodeError, ValueError) as exc:
-            yield UnreadableError(
-                f"line {number}: not valid Unicode text ({exc.reason if hasattr(exc, 'reason') else exc})"
-            )
+        except UnicodeEncodeError as exc:
+            yield UnreadableError(f"line {number}: not valid Unicode text ({exc.reason})")
             continue
         text = record["text"].replace("\r\n", "\n").strip()
         if not text:

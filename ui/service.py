@@ -330,7 +330,7 @@ class ChatService:
         # Before anything else touches them (a size, a type, an unlink): only files this server
         # received. Links are resolved first, so one inside the folder cannot point out of it.
         received = [*self.upload_folders, (Path(config.index_dir) / UPLOADS).resolve()]
-        outside = [file for file in files if not any(Path(file).resolve().is_relative_to(f) for f in received)]
+        outside = [file for file in files if not _inside(Path(file), received)]
         if outside:
             shown = ", ".join(f"`{escape(safe_name(Path(file).name))}`" for file in outside)
             return (f"Refused: {shown} {'is' if len(outside) == 1 else 'are'} not a file uploaded through this "
@@ -351,7 +351,7 @@ class ChatService:
             problem = file_problem(source, config.max_file_bytes)
             if problem:
                 refused.append(f"- `{escape(shown)}`: {escape(problem)}")
-                if any(source.resolve().is_relative_to(f) for f in self.upload_folders):
+                if _inside(source, self.upload_folders):
                     source.unlink(missing_ok=True)  # the web framework's copy: nothing keeps it
             else:
                 checked.append((source, shown))
@@ -360,7 +360,7 @@ class ChatService:
         rag = self._rag_for_upload(collection)
         folder = rag.dir / UPLOADS
         folder.mkdir(parents=True, exist_ok=True)
-        for source, shown in list(checked):
+        for source, shown in checked:
             try:
                 data = read_bounded(source, config.max_file_bytes)
             except OSError as exc:  # changed since it was checked: never block or read a special file
@@ -398,6 +398,12 @@ class ChatService:
             if collection.rag is None:
                 collection.rag = RAG.open(config=collection.config)
             return collection.rag
+
+
+def _inside(path: Path, folders: Sequence[Path]) -> bool:
+    """Whether ``path``, links and ``..`` resolved, lies in one of ``folders`` (resolved already)."""
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(folder) for folder in folders)
 
 
 def _size(path: Path) -> int:
