@@ -194,12 +194,11 @@ class Fetcher:
         if not parts.hostname:
             raise FetchError("the URL has no host name")
         if not self.settings.allow_private:
+            # Said here, before robots.txt is asked for; each connection is checked again, on the
+            # address it goes to (``_guarded_transport``).
             private = _private_address(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
             if private:
-                raise FetchError(
-                    f"{parts.hostname} is a private or local address ({private}); "
-                    "set allow_private_urls = true to index pages on your own network"
-                )
+                raise _refused(parts.hostname, private)
         if self.settings.respect_robots and not self._robots_allow(url):
             raise FetchError("robots.txt of the site disallows it (set respect_robots = false to ignore robots.txt)")
 
@@ -276,6 +275,13 @@ def is_public(text: str) -> bool:
     return True
 
 
+def _refused(host: str, address: str) -> FetchError:
+    return FetchError(
+        f"{host} is a private or local address ({address}); set allow_private_urls = true to index pages on your "
+        "own network"
+    )
+
+
 def _private_address(host: str, port: int) -> str | None:
     """The first address of ``host`` that is not public (``is_public``), if any."""
     for address in _addresses(host, port):
@@ -333,10 +339,7 @@ def _guarded_transport(allow_private: bool, deadline: _Deadline) -> httpx.BaseTr
             addresses = _addresses(host, port)
             refused = [a for a in addresses if not is_public(a)]
             if refused and not allow_private:
-                raise FetchError(
-                    f"{host} is a private or local address ({refused[0]}); "
-                    "set allow_private_urls = true to index pages on your own network"
-                )
+                raise _refused(host, refused[0])
             # The checked address itself, not the name: a second lookup could answer otherwise.
             # TLS still verifies the certificate for the name (httpcore passes it as SNI).
             stream = super().connect_tcp(addresses[0], port, deadline.left(timeout), local_address, socket_options)
