@@ -18,7 +18,7 @@ export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 # torch goes in first, so sentence-transformers' bare `torch` requirement is already met and
 # pip never pulls the registry's newest torch with gigabytes of CUDA wheels. The default encoder
@@ -51,6 +51,11 @@ lint: $(BIN)/.installed-test
 
 test: lint
 	$(BIN)/pytest -q
+
+# While working: the tests that start no server, no `rag` process and no real model (under a
+# minute on 2 cores). `make test` runs them all.
+test-fast: $(BIN)/.installed-test
+	$(BIN)/pytest -q -m "not slow"
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_index.py

@@ -70,6 +70,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         yield url, index_dir
 
 
+@pytest.mark.slow  # starts `rag` processes
 def test_an_upload_in_a_running_server_keeps_vectors_another_process_added(
     served: tuple[str, Path], tmp_path: Path
 ) -> None:
@@ -96,6 +97,7 @@ def test_an_upload_in_a_running_server_keeps_vectors_another_process_added(
     assert_consistent(index_dir)  # the file itself holds every chunk: a restart loses nothing
 
 
+@pytest.mark.slow  # starts `rag` processes
 def test_readers_never_write_the_vector_file_and_a_killed_writer_loses_nothing(tmp_path: Path) -> None:
     """Readers (`rag search`) run while `rag index` is killed mid-run; then the file on disk
     must not claim to be up to date while missing chunks, and a rerun must make it exact."""

@@ -17,6 +17,8 @@ import pytest
 from rag import RAG, Config
 from tests.conftest import article, assert_consistent, doc_count, write
 
+pytestmark = pytest.mark.slow  # real `rag index` processes killed mid-run
+
 N_DOCS = 150
 
 

@@ -344,6 +344,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "rag.cli", *args], env=env, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow  # starts `rag` processes
 def test_a_foreign_sqlite_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
     folder = tmp_path / "idx"
     folder.mkdir()
@@ -359,6 +360,7 @@ def test_a_foreign_sqlite_file_is_refused_and_left_untouched(tmp_path: Path) -> 
     assert sorted(p.name for p in folder.iterdir()) == ["store.sqlite"]
 
 
+@pytest.mark.slow  # starts `rag` processes
 def test_read_only_commands_change_nothing(tmp_path: Path) -> None:
     folder = tmp_path / "idx"
     write(tmp_path / "src" / "a.txt", article(3))
@@ -376,6 +378,7 @@ def test_read_only_commands_change_nothing(tmp_path: Path) -> None:
     assert snapshot() == before
 
 
+@pytest.mark.slow  # starts `rag` processes
 def test_a_damaged_store_is_a_clear_error_with_the_repair(tmp_path: Path) -> None:
     folder = tmp_path / "idx"
     for i in range(30):

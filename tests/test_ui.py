@@ -22,6 +22,8 @@ from rag.types import Answer, Citation, Passage
 from tests.conftest import REPO, SAMPLE_ARTICLES, free_port, running_serve, start_server, wait_for_http, write
 from ui.render import answer_message, sources_html
 
+pytestmark = pytest.mark.slow  # a real `rag serve` with the real model
+
 ARTIFACTS = REPO / "test-artifacts"
 NAMES = ["Amara", "Bruno", "Chen", "Dalia", "Emeka", "Farah", "Goran", "Hana", "Ilya", "Jonas",
          "Kiri", "Lena", "Mateo", "Nadia", "Oren", "Priya", "Quinn", "Rosa", "Sven", "Tomas"]  # fmt: skip

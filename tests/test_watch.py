@@ -20,6 +20,8 @@ from rag.config import ConfigError
 from tests.conftest import assert_consistent, doc_count, running_serve, write
 from tests.local_site import LocalSite, Route, rss
 
+pytestmark = pytest.mark.slow  # real watcher, server and HTTP processes
+
 PAGES = Path(__file__).parent / "fixtures" / "pages"
 ENV = {
     **os.environ,

@@ -287,6 +287,7 @@ def test_web_settings_come_from_the_environment_and_the_config_file(tmp_path: Pa
 # --- the command line, with the real model ---------------------------------------------------------
 
 
+@pytest.mark.slow  # starts `rag` processes
 def test_rag_index_url_on_the_command_line(site: LocalSite, tmp_path: Path) -> None:
     site.routes["/fed"] = Route(page("fed-rates-wordpress.html"), etag='"1"')
     site.routes["/feed"] = Route(rss([("Dengue", site.url("/dengue"), "Wed, 12 Aug 2026 09:00:00 GMT")]))
