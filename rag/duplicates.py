@@ -156,23 +156,23 @@ class CopyFilter:
     def __init__(
         self, db: sqlite3.Connection, threshold: float, order: list[str], dates: dict[str, str | None]
     ) -> None:
-        self.needed = math.ceil(threshold * NUM_PERM)  # equal values out of NUM_PERM
+        needed = math.ceil(threshold * NUM_PERM)  # equal values out of NUM_PERM
         order = list(dict.fromkeys(order))
         found = signatures(db, order)
         stories: list[list[str]] = []
-        firsts: list[npt.NDArray[np.uint32]] = []
+        firsts: list[npt.NDArray[np.uint32]] = []  # the first signature of each story that has one
+        signed: list[int] = []  # the story each of those belongs to
         for doc_id in order:
             mine = found.get(doc_id)
             if mine is not None and firsts:
-                same = np.flatnonzero(np.count_nonzero(np.stack(firsts) == mine, axis=1) >= self.needed)
+                same = np.flatnonzero(np.count_nonzero(np.stack(firsts) == mine, axis=1) >= needed)
                 if same.size:
-                    stories[int(same[0])].append(doc_id)
+                    stories[signed[int(same[0])]].append(doc_id)
                     continue
             stories.append([doc_id])
-            if mine is not None:
+            if mine is not None:  # a document without a signature is a story of its own
                 firsts.append(mine)
-            else:  # no signature: a story of its own that nothing is compared with
-                firsts.append(np.full(NUM_PERM, -1, dtype=np.int64).astype(np.uint32))
+                signed.append(len(stories) - 1)
         self.shown = {min(story, key=lambda d: (dates.get(d) is None, dates.get(d) or "", d)) for story in stories}
 
     def is_copy(self, doc_id: str) -> bool:
