@@ -196,7 +196,9 @@ class Fetcher:
         if not self.settings.allow_private:
             # Said here, before robots.txt is asked for; each connection is checked again, on the
             # address it goes to (``_guarded_transport``).
-            private = _private_address(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+            private = _first_not_public(
+                _addresses(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+            )
             if private:
                 raise _refused(parts.hostname, private)
         if self.settings.respect_robots and not self._robots_allow(url):
@@ -282,12 +284,8 @@ def _refused(host: str, address: str) -> FetchError:
     )
 
 
-def _private_address(host: str, port: int) -> str | None:
-    """The first address of ``host`` that is not public (``is_public``), if any."""
-    for address in _addresses(host, port):
-        if not is_public(address):
-            return address
-    return None
+def _first_not_public(addresses: list[str]) -> str | None:
+    return next((address for address in addresses if not is_public(address)), None)
 
 
 class _Deadline(threading.local):
@@ -337,9 +335,8 @@ def _guarded_transport(allow_private: bool, deadline: _Deadline) -> httpx.BaseTr
         def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                         socket_options: Any = None) -> httpcore.NetworkStream:  # fmt: skip
             addresses = _addresses(host, port)
-            refused = [a for a in addresses if not is_public(a)]
-            if refused and not allow_private:
-                raise _refused(host, refused[0])
+            if not allow_private and (private := _first_not_public(addresses)):
+                raise _refused(host, private)
             # The checked address itself, not the name: a second lookup could answer otherwise.
             # TLS still verifies the certificate for the name (httpcore passes it as SNI).
             stream = super().connect_tcp(addresses[0], port, deadline.left(timeout), local_address, socket_options)
