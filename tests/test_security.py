@@ -369,8 +369,8 @@ def test_exports_are_owner_only_files_served_to_their_owner_only(tmp_path: Path)
         _, _, key = list(
             service.respond("What about herons?", [], "rag", "", "ann", 3, "hybrid", "", "", "extractive")
         )[-1]
-        path = service.export(key, "ann", "md", folder, f".rx-{exports.tag('ann')}")
-    assert path is not None and path.parent == folder and path.name.endswith(f".rx-{exports.tag('ann')}.md")
+        path = service.export(key, "ann", "md", folder, exports.marker("ann"))
+    assert path is not None and path.parent == folder and path.name.endswith(exports.marker("ann") + ".md")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(folder.stat().st_mode) == stat.S_IMODE(exports.folder.stat().st_mode) == 0o700
 

@@ -33,11 +33,8 @@ def _user(request: Any) -> str:
     return str(getattr(request, "username", None) or "")
 
 
-def build_app(service: ChatService, exports: ExportFiles | None = None) -> "gr.Blocks":
+def build_app(service: ChatService, exports: ExportFiles) -> "gr.Blocks":
     import gradio as gr
-
-    if exports is None:
-        exports = ExportFiles(Path(service.collections[service.names[0]].config.index_dir) / EXPORTS)
 
     names = service.names
     first = names[0]
@@ -183,7 +180,7 @@ def build_app(service: ChatService, exports: ExportFiles | None = None) -> "gr.B
         def exporter(kind: str) -> Any:
             def export(key: str, request: gr.Request) -> Any:
                 user = _user(request)
-                return service.export(key, user, kind, exports.folder_for(user), f".rx-{exports.tag(user)}")
+                return service.export(key, user, kind, exports.folder_for(user), exports.marker(user))
 
             return export
 

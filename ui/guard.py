@@ -72,12 +72,12 @@ class LoginThrottle:
         with self._lock:
             self._records.pop((client, user), None)
 
-    def refusal(self, client: str, user: str) -> str | None:
-        """The message for a pair that must wait, else None."""
-        wait = self.wait_s(client, user)
+    def refusal(self, client: str, user: str) -> tuple[str, int] | None:
+        """For a pair that must wait: the message and the whole seconds to wait; else None."""
+        wait = math.ceil(self.wait_s(client, user))
         if not wait:
             return None
-        return f"Too many failed sign-ins for {user!r}; try again in {math.ceil(wait)} s."
+        return f"Too many failed sign-ins for {user!r}; try again in {wait} s.", wait
 
 
 class LoginThrottleMiddleware:
@@ -102,8 +102,8 @@ class LoginThrottleMiddleware:
         client = (scope.get("client") or ("?", 0))[0]
         refusal = self.throttle.refusal(client, user)
         if refusal:
-            wait = str(math.ceil(self.throttle.wait_s(client, user)))
-            await _json(send, 429, {"detail": refusal}, [(b"retry-after", wait.encode())])
+            said, wait = refusal
+            await _json(send, 429, {"detail": said}, [(b"retry-after", str(wait).encode())])
             return
         replayed = False
 
@@ -159,8 +159,9 @@ class ExportFiles:
             os.chmod(made, 0o700)
         return folder
 
-    def name(self, stem: str, user: str, suffix: str) -> str:
-        return f"{stem}.rx-{self.tag(user)}.{suffix}"
+    def marker(self, user: str) -> str:
+        """What goes between an export's name and its suffix, naming its owner (``_TAGGED``)."""
+        return f".rx-{self.tag(user)}"
 
     def may_read(self, path: str, user: str) -> bool:
         """Whether ``user`` may download the file at ``path``: anyone for a file that is not an

@@ -73,7 +73,7 @@ class OpenAIEndpoint:
         user = given.strip().partition(":")[0]
         refusal = self.throttle.refusal(client, user)
         if refusal:
-            raise APIError(429, refusal, code="rate_limit_exceeded")
+            raise APIError(429, refusal[0], code="rate_limit_exceeded")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.api_key.encode()):
             self.throttle.failed(client, user)
             raise APIError(
@@ -188,6 +188,10 @@ def _usage(history: list[tuple[str, str]], question: str, content: str) -> dict[
     return {"prompt_tokens": asked, "completion_tokens": written, "total_tokens": asked + written}
 
 
+def _client(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
 def add_routes(app: FastAPI, endpoint: OpenAIEndpoint) -> None:
     """``GET /v1/models`` and ``POST /v1/chat/completions`` on ``app``."""
 
@@ -197,7 +201,7 @@ def add_routes(app: FastAPI, endpoint: OpenAIEndpoint) -> None:
     @app.get("/v1/models")
     def models(request: Request) -> Response:
         try:
-            endpoint.check_key(request.headers.get("authorization"), request.client.host if request.client else "")
+            endpoint.check_key(request.headers.get("authorization"), _client(request))
         except APIError as exc:
             return failed(exc)
         return JSONResponse(endpoint.models())
@@ -205,7 +209,7 @@ def add_routes(app: FastAPI, endpoint: OpenAIEndpoint) -> None:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         try:
-            endpoint.check_key(request.headers.get("authorization"), request.client.host if request.client else "")
+            endpoint.check_key(request.headers.get("authorization"), _client(request))
             body = bytearray()
             async for part in request.stream():  # read in parts, so a huge body stops early
                 body += part
