@@ -38,7 +38,7 @@ from rag import RAG  # noqa: E402
 try:  # --verify also runs on older versions of rag (the baseline), which lack these
     from rag.answering import evidence as ev
     from rag.answering.answer_types import expected_type, new_candidates
-    from rag.citations import content_words, coverage, source_sentences
+    from rag.answering.citations import content_words, coverage, source_sentences
 except ImportError:
     pass
 

@@ -140,7 +140,7 @@ def _descendants(pid: int) -> list[int]:
 
 def start_server() -> tuple[subprocess.Popen[bytes], str, Path]:
     """A real Milvus 2.3 standalone (``milvus-server``), ready to answer."""
-    from rag.search_milvus import MilvusSearch
+    from rag.search.milvus import MilvusSearch
 
     folder = Path(tempfile.mkdtemp(prefix="milvus23-"))
     with socket.socket() as s:

@@ -30,8 +30,8 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 from embeddings import load_encoder  # noqa: E402
 from embeddings.ray_encoder import RayEncoder  # noqa: E402
-from rag.chunking import chunk_text  # noqa: E402
 from rag.config import DEFAULT_MODEL, IndexSettings  # noqa: E402
+from rag.ingest.chunking import chunk_text  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 

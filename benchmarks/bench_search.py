@@ -45,9 +45,9 @@ from eval.squad import load_squad
 from rag import RAG, Config
 from rag.api import STORE_FILE, VECTORS_FILE
 from rag.config import IndexSettings
-from rag.retrieval import Retriever
-from rag.search_local import LocalSearch
-from rag.store import Store
+from rag.search.local import LocalSearch
+from rag.search.retrieval import Retriever
+from rag.storage.store import Store
 from rag.types import content_hash
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"

@@ -19,7 +19,7 @@ import numpy as np
 
 from embeddings import SentenceTransformerEncoder
 from eval.squad import load_squad
-from rag.chunking import chunk_text
+from rag.ingest.chunking import chunk_text
 
 CONFIGS = [(64, 16), (96, 24), (128, 32), (192, 48), (256, 64)]
 DEFAULT_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"

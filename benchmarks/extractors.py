@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag.readers import _read_html_builtin, decode_text, normalise_date, read_html  # noqa: E402
+from rag.ingest.readers import _read_html_builtin, decode_text, normalise_date, read_html  # noqa: E402
 
 Extracted = tuple[str, str | None, str | None]  # text, title, date
 
@@ -74,7 +74,7 @@ EXTRACTORS: dict[str, Callable[[str], Extracted]] = {
     "hand-written": handwritten,
     "trafilatura": trafilatura_default,
     "trafilatura precision": trafilatura_precision,
-    "rag.readers.read_html": rag_reader,
+    "rag.ingest.readers.read_html": rag_reader,
 }
 
 

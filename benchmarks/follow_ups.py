@@ -12,7 +12,7 @@ phrase. Three ways of building the search are compared on the same conversations
 
 - as asked: the follow-up alone;
 - glued: the previous question and the follow-up together (what rag did before);
-- resolved: ``rag.conversation.heuristic_query`` (the subject tracked, pronouns replaced).
+- resolved: ``rag.chat.follow_ups.heuristic_query`` (the subject tracked, pronouns replaced).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from eval.squad import load_squad  # noqa: E402
 from rag import RAG  # noqa: E402
-from rag.conversation import heuristic_query  # noqa: E402
+from rag.chat.follow_ups import heuristic_query  # noqa: E402
 
 DATASETS = REPO.parent / "shared" / "datasets"
 

@@ -1,6 +1,6 @@
 """Keyword scores after deletions: how far tantivy's BM25 drifts from a clean build as removed
 chunks pile up, and what the rebuild that ends the drift costs (the choice of
-``rag.keyword_index.EXACT_UP_TO_CHUNKS`` and ``REBUILD_REMOVED_SHARE``).
+``rag.storage.keyword_index.EXACT_UP_TO_CHUNKS`` and ``REBUILD_REMOVED_SHARE``).
 
     python benchmarks/keyword_drift.py [--docs 400] [--queries 40]
 

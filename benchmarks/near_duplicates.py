@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag import duplicates  # noqa: E402
+from rag.ingest import duplicates  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 

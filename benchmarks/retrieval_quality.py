@@ -8,7 +8,7 @@ Each set's articles are indexed once into INDEX_ROOT/<set> (incrementally: a rer
 nothing). A hit is a retrieved passage whose span contains a gold answer span. Reports hit@1,
 hit@5, hit@10 and MRR (over the top 10) per configuration.
 
-``--keyword-budget`` and ``--keyword-rare`` set the keyword side's budget (rag/retrieval.py);
+``--keyword-budget`` and ``--keyword-rare`` set the keyword side's budget (rag/search/retrieval.py);
 scaled by (chunks here / chunks there) they show what the budget costs on a bigger index: a
 budget of 20,000 chunks at 1M chunks leaves out the same words as 137 does at these sets' 6,852.
 
@@ -33,8 +33,8 @@ import numpy as np
 from eval.squad import Question, load_squad
 from rag import RAG, Config
 from rag import search_local as search_local_module
-from rag.retrieval import Retriever
-from rag.search_local import LocalSearch
+from rag.search.local import LocalSearch
+from rag.search.retrieval import Retriever
 
 DEFAULT_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

@@ -104,8 +104,8 @@ def snapshot(index_dir: Path) -> dict[str, Any]:
 def keywords_in_step(index_dir: Path, ids: set[int]) -> bool:
     """Whether the tantivy index is the one searches use (its marker is the store's generation)
     and holds exactly the store's chunks."""
-    from rag.keyword_index import KeywordIndex
-    from rag.store import Store
+    from rag.storage.keyword_index import KeywordIndex
+    from rag.storage.store import Store
 
     store = Store(index_dir / "store.sqlite", read_only=True)
     try:

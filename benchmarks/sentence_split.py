@@ -7,7 +7,7 @@ Accuracy: tests/fixtures/news_sentences.json holds paragraphs of news-style text
 gold sentences (Mr., Dr., U.S., U.N., Jan., Sept., St., Gen., Ae., e.g., decimals, quotes,
 initials, datelines); a paragraph counts when every sentence span is exactly right. Speed:
 megabytes of COVID-QA papers (from ../shared/datasets) segmented per second. Candidates that
-are not installed are reported as such. "rag" is rag.chunking.sentence_spans (sentencex plus its repairs).
+are not installed are reported as such. "rag" is rag.ingest.chunking.sentence_spans (sentencex plus its repairs).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _located(text: str, sentences: list[str]) -> Spans:
 
 
 def rag_now(text: str) -> Spans:
-    from rag.chunking import sentence_spans
+    from rag.ingest.chunking import sentence_spans
 
     return sentence_spans(text)
 

@@ -19,7 +19,7 @@ import numpy as np
 from eval.metrics import contains_answer, exact_match, first_hit_rank, ndcg, overlaps, token_f1
 from eval.squad import Question, QuestionSet
 from rag.api import RAG
-from rag.indexer import progress_bar
+from rag.ingest.indexer import progress_bar
 
 HIT_KS = (1, 3, 5, 10, 20)
 

@@ -5,13 +5,13 @@
     doc = rag.document(doc_id)
 
 An index folder holds ``store.sqlite`` (the source of truth) and, derived from it,
-``vectors.faiss`` and the tantivy keyword index ``keywords/`` (``rag.keyword_index``). With
-``backend = "milvus"`` a Milvus collection takes the place of both (``rag.search_milvus``); the
+``vectors.faiss`` and the tantivy keyword index ``keywords/`` (``rag.storage.keyword_index``). With
+``backend = "milvus"`` a Milvus collection takes the place of both (``rag.search.milvus``); the
 store stays the source of truth. Searches go through
-``search_backend`` and writes through ``sync`` (``rag.search_sync``), one object per backend.
+``search_backend`` and writes through ``sync`` (``rag.search.sync``), one object per backend.
 
 The facade composes the stages and holds no machinery of its own: the FAISS copy of the
-vectors and how it is kept in step across processes is ``rag.vector_file.VectorFile``.
+vectors and how it is kept in step across processes is ``rag.storage.vector_file.VectorFile``.
 """
 
 from __future__ import annotations
@@ -33,11 +33,13 @@ from rag.answering.backends import LLMBackend, backend_from_config
 from rag.answering.evidence import assess
 from rag.answering.extractive import ExtractiveAnswerer
 from rag.answering.llm import LLMAnswerer
+from rag.chat.follow_ups import History, heuristic_query, llm_query
 from rag.config import ANSWERERS, Config, IndexSettings
-from rag.conversation import History, heuristic_query, llm_query
-from rag.indexer import Indexer
-from rag.reranking import Reranker
-from rag.retrieval import (
+from rag.ingest.indexer import Indexer
+from rag.ingest.web import is_url
+from rag.search.local import LocalSearch
+from rag.search.reranking import Reranker
+from rag.search.retrieval import (
     Filters,
     Retrieval,
     Retriever,
@@ -47,11 +49,9 @@ from rag.retrieval import (
     check_question,
     check_unicode,
 )
-from rag.search_local import LocalSearch
-from rag.store import LIST_ORDERS, SCHEMA_VERSION, Store
+from rag.storage.store import LIST_ORDERS, SCHEMA_VERSION, Store
+from rag.storage.vector_file import VectorFile
 from rag.types import Answer, Document, DocumentInfo, IndexSummary, Passage
-from rag.vector_file import VectorFile
-from rag.web import is_url
 
 log = logging.getLogger("rag")
 
@@ -67,9 +67,9 @@ if TYPE_CHECKING:  # imported lazily at run time: FAISS and torch are slow to im
 
     from embeddings import Encoder, VectorIndex
     from embeddings.ray_encoder import RayEncoder
-    from rag.keyword_index import KeywordIndex
-    from rag.search_milvus import MilvusSearch
-    from rag.search_sync import SearchSync
+    from rag.search.milvus import MilvusSearch
+    from rag.search.sync import SearchSync
+    from rag.storage.keyword_index import KeywordIndex
 
 
 class IndexMismatchError(RuntimeError):
@@ -250,7 +250,7 @@ class RAG:
         """The Milvus collection searched when ``backend`` is "milvus"."""
         if self._milvus is None:
             try:
-                from rag.search_milvus import MilvusSearch
+                from rag.search.milvus import MilvusSearch
             except ImportError as exc:
                 raise SearchError(
                     f"backend 'milvus' needs pymilvus ({exc.name} is missing): "
@@ -272,7 +272,7 @@ class RAG:
         if self.backend != "local" or self.config.keyword_index != "tantivy":
             return None
         if self._keywords is None:
-            from rag.keyword_index import KeywordIndex
+            from rag.storage.keyword_index import KeywordIndex
 
             self._keywords = KeywordIndex(self.dir, self.store.store_tag)
         return self._keywords
@@ -281,7 +281,7 @@ class RAG:
     def sync(self) -> SearchSync:
         """What keeps the search backend in step with the store as writes commit."""
         if self._sync is None:
-            from rag.search_sync import LocalSync, MilvusSync
+            from rag.search.sync import LocalSync, MilvusSync
 
             if self.backend == "milvus":
                 self._sync = MilvusSync(self.store, self.milvus, self.stored_vectors)
@@ -307,7 +307,7 @@ class RAG:
 
     @property
     def vectors(self) -> VectorIndex:
-        """The FAISS index, holding exactly the store's chunks (``rag.vector_file``)."""
+        """The FAISS index, holding exactly the store's chunks (``rag.storage.vector_file``)."""
         return self.vector_file.index
 
     def stored_vectors(self, ids: list[int]) -> Iterator[tuple[npt.NDArray[np.int64], np.ndarray]]:

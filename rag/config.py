@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from embeddings.encoder import BACKENDS, DEFAULT_BACKEND, vectors_key
-from rag.web import WebSettings
+from rag.ingest.web import WebSettings
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 INDEX_TYPES = ("flat", "ivf")
@@ -124,7 +124,7 @@ class Config:
     max_file_mb: int = 50  # a bigger file is skipped with a reason (about 4 GB of memory per 200 MB)
     max_upload_mb: int = 50  # all files of one web upload together
     max_upload_files: int = 100  # files in one web upload
-    # Web pages, feeds and sitemaps (`rag index URL`, `rag watch`; see rag/web.py).
+    # Web pages, feeds and sitemaps (`rag index URL`, `rag watch`; see rag/ingest/web.py).
     # The user agent names the project; robots.txt rules for "rag-articles" apply to it.
     user_agent: str = "rag-articles/0.1 (article question answering; obeys robots.txt)"
     fetch_timeout: float = 20.0  # seconds per request

@@ -48,7 +48,7 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Copy:
-    """Another publication of a passage's article (a syndicated copy, see rag.duplicates)."""
+    """Another publication of a passage's article (a syndicated copy, see rag.ingest.duplicates)."""
 
     doc_id: str
     title: str
@@ -154,7 +154,7 @@ class IndexSummary:
     embedded: int
     seconds: float
     moved: int = 0  # documents whose unchanged file now lives at another path; kept, not re-added
-    copies: int = 0  # documents added or changed this run that are near-copies of another (rag.duplicates)
+    copies: int = 0  # documents added or changed this run that are near-copies of another (rag.ingest.duplicates)
 
     def to_json(self) -> dict[str, Any]:
         return {

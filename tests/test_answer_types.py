@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.answering.answer_types import answer_phrase, expected_type
-from rag.conversation import heuristic_query, noun_phrases
+from rag.chat.follow_ups import heuristic_query, noun_phrases
 
 PHRASES = [
     ("What rate did the Fed keep?", "The U.S. Federal Reserve kept its benchmark rate at 3.75% on Wednesday.", "3.75%"),

@@ -27,9 +27,9 @@ import pytest
 
 from rag import RAG, Config
 from rag.config import ConfigError
-from rag.retrieval import Filters, SearchError
-from rag.search_milvus import MilvusError, MilvusSearch, expression, site_of
-from rag.search_sync import LocalSync, MilvusSync
+from rag.search.milvus import MilvusError, MilvusSearch, expression, site_of
+from rag.search.retrieval import Filters, SearchError
+from rag.search.sync import LocalSync, MilvusSync
 from tests.conftest import NEWS, REPO, article, free_port, running_serve, stop_group, write
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.chunking import chunk_text, count_tokens, segments, sentence_spans, structure
+from rag.ingest.chunking import chunk_text, count_tokens, segments, sentence_spans, structure
 
 AWKWARD = {
     "non_ascii": "Ünïcödé façade — naïve café. 東京は日本の首都です。 Emoji 🙂🚀 here! Zürich’s “quotes”. " * 40,

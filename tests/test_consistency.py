@@ -23,7 +23,7 @@ import pytest
 
 from rag import RAG, Config
 from rag.api import NotFoundError
-from rag.store import Store
+from rag.storage.store import Store
 from tests.conftest import article, assert_consistent, file_vector_ids, running_serve, write
 
 # A one-chunk document: searching its own text densely must find it first, if it is searched.

@@ -40,7 +40,7 @@ def committed(index_dir: Path) -> int:
 
 
 def generation(index_dir: Path) -> int:
-    """Bumped once per committed document write (see rag.store)."""
+    """Bumped once per committed document write (see rag.storage.store)."""
     try:
         db = sqlite3.connect(index_dir / "store.sqlite")
         row = db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()

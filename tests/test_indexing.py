@@ -94,7 +94,7 @@ def test_remove_by_id_and_by_path(rag: RAG, tmp_path: Path) -> None:
 
 
 def _id_for(path: Path) -> str:
-    from rag.ingest import load_documents
+    from rag.ingest.sources import load_documents
 
     return load_documents(path.resolve(), path.read_bytes())[0][0].id
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.ingest import load_documents, scan
-from rag.readers import normalise_date
+from rag.ingest.readers import normalise_date
+from rag.ingest.sources import load_documents, scan
 from tests.conftest import SAMPLE_ARTICLES, write
 
 

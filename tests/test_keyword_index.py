@@ -1,4 +1,4 @@
-"""The tantivy keyword index (rag/keyword_index.py): it answers keyword search when it holds the
+"""The tantivy keyword index (rag/storage/keyword_index.py): it answers keyword search when it holds the
 store's chunks, FTS5 answers when it does not, and every writer brings it back in step: after a
 kill -9 between the two commits, a process writing with FTS5 only, a damaged folder."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import rag.search_local
+import rag.search.local
 from rag import RAG, Config
 from rag.config import ConfigError
 from tests.conftest import NEWS, assert_consistent, write
@@ -47,7 +47,7 @@ def fts5_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(words: object) -> str:
         raise AssertionError("FTS5 was asked although the tantivy index holds the store")
 
-    monkeypatch.setattr(rag.search_local, "any_of", refuse)
+    monkeypatch.setattr(rag.search.local, "any_of", refuse)
 
 
 def keyword_docs(opened: RAG, question: str, k: int = 5, **filters: object) -> list[str]:
@@ -122,7 +122,7 @@ KILL_BETWEEN_COMMITS = """
 import os, signal, sys
 from pathlib import Path
 from rag import RAG, Config
-from rag.keyword_index import KeywordIndex
+from rag.storage.keyword_index import KeywordIndex
 
 def die(self, removed, texts, generation):
     os.kill(os.getpid(), signal.SIGKILL)  # the store committed; tantivy never hears of it

@@ -14,7 +14,7 @@ import pytest
 
 from rag import RAG, Config
 from rag.cli import main
-from rag.reranking import RerankerError
+from rag.search.reranking import RerankerError
 from tests.conftest import article, write
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ import pytest
 
 from rag import RAG, Config
 from rag.config import ConfigError
-from rag.retrieval import SearchError, keyword_query, parse_date
-from rag.search_local import LocalSearch
+from rag.search.local import LocalSearch
+from rag.search.retrieval import SearchError, keyword_query, parse_date
 from tests.conftest import article, write
 
 
@@ -203,9 +203,9 @@ def test_ivf_index_searches_with_filters(tmp_path: Path, monkeypatch: pytest.Mon
 def test_the_keyword_side_keeps_its_rarest_words_within_its_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rag.search_local
+    import rag.search.local
 
-    monkeypatch.setattr(rag.search_local, "KEYWORD_RARE", 3)
+    monkeypatch.setattr(rag.search.local, "KEYWORD_RARE", 3)
     rows = [{"id": f"d{i}", "title": f"Market note {i}", "text": f"The market moved on day {i}."} for i in range(60)]
     for i in range(10):
         rows[i]["text"] += " The valley farms sold grain."

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from rag import RAG, Config
-from rag.ingest import read_bounded
-from rag.web import Fetcher, FetchError, WebSettings, is_public
+from rag.ingest.sources import read_bounded
+from rag.ingest.web import Fetcher, FetchError, WebSettings, is_public
 from tests.conftest import write
 from tests.local_site import LocalSite, Route
 from ui.service import ChatService
@@ -252,8 +252,8 @@ def test_a_remove_killed_inside_the_keyword_commit_is_repaired_by_the_rerun(
     config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
 
-    monkeypatch.setattr("rag.keyword_index.EXACT_UP_TO_CHUNKS", 0)  # no rebuild: the removal's own commit
-    monkeypatch.setattr("rag.keyword_index.REBUILD_REMOVED_SHARE", 1.0)
+    monkeypatch.setattr("rag.storage.keyword_index.EXACT_UP_TO_CHUNKS", 0)  # no rebuild: the removal's own commit
+    monkeypatch.setattr("rag.storage.keyword_index.REBUILD_REMOVED_SHARE", 1.0)
     folder = _topic_docs(tmp_path / "src", WORDS, 12)
     with RAG.open(config=config) as rag:
         rag.index([folder], progress=False)

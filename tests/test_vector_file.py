@@ -1,4 +1,4 @@
-"""``rag.vector_file.VectorFile`` on its own: the FAISS copy follows the store, is saved only
+"""``rag.storage.vector_file.VectorFile`` on its own: the FAISS copy follows the store, is saved only
 when it holds exactly the store's chunks, and a file that is damaged, made with another model or
 made for another store is rebuilt from the store instead of used."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from rag import RAG, Config
-from rag.store import Store
-from rag.vector_file import VectorFile
+from rag.storage.store import Store
+from rag.storage.vector_file import VectorFile
 from tests.conftest import article, write
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from rag.api import RAG
+from rag.cli.console import print_answer
 from rag.config import Config, ConfigError
-from rag.console import print_answer
+from rag.ingest.web import Fetcher, FetchError, WebSettings
 from rag.types import IndexSummary
-from rag.web import Fetcher, FetchError, WebSettings
 from tests.conftest import assert_consistent
 from tests.local_site import LocalSite, Route, atom, rss, sitemap, sitemap_index
 from ui.render import sources_html
@@ -373,7 +373,7 @@ def test_copies_are_found_for_documents_indexed_before_signatures_existed(tmp_pa
 
 
 def test_a_published_line_wins_over_an_updated_line_above_it() -> None:
-    from rag.readers import read_html
+    from rag.ingest.readers import read_html
 
     story = b"<p>" + b"The council met on Tuesday and voted on the budget. " * 8 + b"</p>"
     page = b"<html><body><article><p>Updated Sept. 17, 2026</p><p>Published Sept. 16, 2026</p>" + story

@@ -25,9 +25,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from rag.answering.backends import LLMError
-from rag.chunking import count_tokens
-from rag.retrieval import SearchError
-from rag.transcript import HistoryError, from_messages, with_sources
+from rag.chat.transcript import HistoryError, from_messages, with_sources
+from rag.ingest.chunking import count_tokens
+from rag.search.retrieval import SearchError
 from rag.types import Answer
 from ui.guard import LoginThrottle
 

@@ -24,11 +24,11 @@ from typing import Any
 
 from rag.answering.backends import LLMError
 from rag.api import RAG, UPLOADS, NoIndexError
+from rag.chat.saved import ConversationStore
+from rag.chat.transcript import Conversation, to_markdown
 from rag.config import Config
-from rag.conversations import ConversationStore
-from rag.ingest import file_problem, read_bounded
-from rag.retrieval import Filters, SearchError
-from rag.transcript import Conversation, to_markdown
+from rag.ingest.sources import file_problem, read_bounded
+from rag.search.retrieval import Filters, SearchError
 from rag.types import Answer
 from rag.wording import counted, noun_for
 from ui.render import answer_message, document_html, parse_target, sources_html, streaming_message

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rag.citations import content_words
+from rag.answering.citations import content_words
 
 NUMBER = "number"
 DATE = "date"

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rag.answering.answer_types import expected_type, new_candidates
-from rag.citations import SourceSentence, content_words, coverage, source_sentences
+from rag.answering.citations import SourceSentence, content_words, coverage, source_sentences
 from rag.types import Passage
 
 # Selection score weights, fitted on the development sets (benchmarks/answer_quality.py).

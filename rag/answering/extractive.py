@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from rag.answering import NOT_IN_DOCUMENTS, Draft
 from rag.answering.answer_types import answer_phrase
+from rag.answering.citations import SourceSentence, citation_for
 from rag.answering.evidence import Evidence
-from rag.citations import SourceSentence, citation_for
 from rag.types import AnswerSentence, AnswerSpan, Passage
 
 # A neighbouring sentence joins the answer when it scores at least this share of the best.

@@ -18,8 +18,8 @@ import numpy as np
 
 from rag.answering import NOT_IN_DOCUMENTS, Draft
 from rag.answering.backends import LLMBackend, Messages, safe_messages
-from rag.chunking import sentence_spans
-from rag.citations import SourceSentence, citation_for, coverage, source_sentences
+from rag.answering.citations import SourceSentence, citation_for, coverage, source_sentences
+from rag.ingest.chunking import sentence_spans
 from rag.types import AnswerSentence, Citation, Passage
 
 ABSTAIN_MARKER = "NOT IN DOCUMENTS"

@@ -2,7 +2,7 @@
 
 - dense: the question's embedding against the search backend's vectors (cosine similarity);
 - keyword: BM25 over the backend's keyword index (see ``SearchBackend``: tantivy, or SQLite FTS5,
-  + FAISS by default, ``rag.search_milvus`` for a Milvus collection);
+  + FAISS by default, ``rag.search.milvus`` for a Milvus collection);
 - hybrid: both candidate lists are pooled, each candidate gets both scores (the missing one is
   computed exactly rather than assumed zero), and they are fused (see ``FUSIONS``);
 - filters (date range, documents, sources) restrict both sides before ranking, not after, so
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from rag import duplicates
+from rag.ingest import duplicates
 from rag.types import Copy, Passage
 
 if TYPE_CHECKING:
@@ -255,7 +255,7 @@ RARE_MIN_CHUNKS = 3
 # SQLite FTS5 scores every chunk that holds any word of the query, so its cost grows with the
 # corpus: at 1M chunks one common word matches tens of thousands of chunks, and FTS5 spends 3 to
 # 8 microseconds on each (96 ms p50, 339 ms p95 for whole questions). The tantivy keyword index
-# (the default, rag/keyword_index.py) skips what cannot reach the top instead. With a budget
+# (the default, rag/storage/keyword_index.py) skips what cannot reach the top instead. With a budget
 # (the setting keyword_budget), words are taken rarest first while the chunks they match fit it;
 # the words left out are the most common ones. That is fast, but it costs quality (hybrid hit@5
 # 0.735 to 0.608 on COVID-QA at the budget's 1M-chunk equivalent), so it is off by default.
@@ -299,8 +299,8 @@ class ThreadConnections:
 
 class SearchBackend(Protocol):
     """What retrieval asks of the search side of storage: candidates with their scores, under
-    filters, best first. ``rag.search_local`` (FAISS + tantivy, the default) and
-    ``rag.search_milvus`` implement it; tests/test_backends.py holds both to one contract."""
+    filters, best first. ``rag.search.local`` (FAISS + tantivy, the default) and
+    ``rag.search.milvus`` implement it; tests/test_backends.py holds both to one contract."""
 
     name: str
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import tantivy
 
-    from rag.store import Store
+    from rag.storage.store import Store
 
 log = logging.getLogger("rag")
 

@@ -1,6 +1,6 @@
 """The FAISS copy of the store's vectors: held in memory in step with the store, and saved as
 ``vectors.faiss`` beside it. The local search backend reads it (``search``, ``held``) and its
-write side (``rag.search_sync.LocalSync``) changes and saves it.
+write side (``rag.search.sync.LocalSync``) changes and saves it.
 
 Keeping it in step across processes (a server answering while ``rag index`` runs):
 - the file's stamp names the store it was built from (``Store.store_id``; chunk ids restart in
@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.config import IndexSettings
-from rag.locks import ReadWriteLock
-from rag.store import Store, ids_digest
+from rag.storage.locks import ReadWriteLock
+from rag.storage.store import Store, ids_digest
 
 if TYPE_CHECKING:  # FAISS is slow to import: loaded with the first vector
     import numpy.typing as npt
@@ -166,7 +166,7 @@ class VectorFile:
 
     def apply(self, removed: list[int], ids: list[int], matrix: np.ndarray) -> None:
         """Right after the store committed a change: the index was brought in step just before
-        that commit (``rag.search_sync.SearchSync.prepare``), so it now differs from the store
+        that commit (``rag.search.sync.SearchSync.prepare``), so it now differs from the store
         by exactly this change."""
         index = self.index if self._index is None else self._index
         with self._access.writing():

@@ -409,7 +409,7 @@ def parse_feed(body: bytes, base_url: str) -> Feed:
     from it; feedparser recovers what it can from a damaged one."""
     import feedparser
 
-    from rag.readers import normalise_date
+    from rag.ingest.readers import normalise_date
 
     parsed = feedparser.parse(body)
     items = []

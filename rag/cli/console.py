@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TextIO
 
 from rag.api import RAG
-from rag.retrieval import SearchError
-from rag.transcript import Conversation, to_markdown, write_conversation
+from rag.chat.transcript import Conversation, to_markdown, write_conversation
+from rag.search.retrieval import SearchError
 from rag.types import Answer, Citation, Copy
 from rag.wording import counted
 

@@ -85,7 +85,7 @@ _MIGRATIONS: dict[int, str] = {
     3: """
     CREATE INDEX files_hash ON files(file_hash);
     """,
-    # Saved web chat conversations (rag.conversations); each turn is an answer's JSON.
+    # Saved web chat conversations (rag.chat.saved); each turn is an answer's JSON.
     4: """
     CREATE TABLE conversations (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -102,8 +102,8 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (conversation_id, ordinal)
     ) WITHOUT ROWID;
     """,
-    # Web pages remember their validators for conditional requests (rag.web); every document
-    # carries a MinHash signature and its band hashes, which find syndicated copies (rag.duplicates).
+    # Web pages remember their validators for conditional requests (rag.ingest.web); every document
+    # carries a MinHash signature and its band hashes, which find syndicated copies (rag.ingest.duplicates).
     5: """
     ALTER TABLE files ADD COLUMN etag TEXT;
     ALTER TABLE files ADD COLUMN last_modified TEXT;
@@ -419,7 +419,7 @@ class Store:
             self._bump_generation()
         return removed, stored
 
-    # --- near-duplicate signatures (rag.duplicates) -----------------------------------------
+    # --- near-duplicate signatures (rag.ingest.duplicates) -----------------------------------------
 
     def put_signature(self, doc_id: str, signature: npt.NDArray[np.uint32], bands: list[int]) -> None:
         with self.transaction() as db:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.conversation import History
+from rag.chat.follow_ups import History
 
 # An answer, as an assistant message, ends with its sources (see ``with_sources``); that part is
 # not the answer when the message comes back as history.

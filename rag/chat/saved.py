@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rag.transcript import Conversation
+from rag.chat.transcript import Conversation
 
 MAX_TITLE = 80
 

@@ -14,8 +14,8 @@ from functools import lru_cache
 
 import simplemma
 
-from rag.chunking import segments
-from rag.retrieval import STOPWORDS
+from rag.ingest.chunking import segments
+from rag.search.retrieval import STOPWORDS
 from rag.types import Citation, Passage
 
 

@@ -4,7 +4,7 @@ Each document gets a MinHash signature (datasketch) of its word 3-grams when it 
 stored with its locality-sensitive band hashes, so finding the candidates for one document is
 an indexed SQLite lookup rather than a comparison with every other document. Two documents are
 copies when their estimated Jaccard similarity reaches the ``duplicate_threshold`` setting.
-Grouping happens when results are shown (``rag.retrieval``), so a changed threshold, an edited
+Grouping happens when results are shown (``rag.search.retrieval``), so a changed threshold, an edited
 article or a removed copy takes effect at once, with nothing to recompute.
 
 With 42 bands of 3 rows, a pair at similarity 0.5 becomes a candidate with probability

@@ -5,9 +5,9 @@ taken, ``prepare`` before a run's first commit, ``apply`` right after each commi
 before the lock is released. The store (SQLite) commits first, always, so a search side can only
 fall behind it; each implementation knows how to catch up.
 
-- ``LocalSync``: the FAISS file (``rag.vector_file.VectorFile``: kept in step in memory across
+- ``LocalSync``: the FAISS file (``rag.storage.vector_file.VectorFile``: kept in step in memory across
   processes, saved atomically with the ids it holds) and the tantivy keyword index
-  (``rag.keyword_index``), committed with the store generation it matches, and caught up before
+  (``rag.storage.keyword_index``), committed with the store generation it matches, and caught up before
   a writer's first commit and before it ends.
 - ``MilvusSync``: the Milvus collection, written as each commit lands and reconciled with the
   store when a writer starts, which repairs a run killed between a commit and its write.
@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
-from rag.keyword_index import KeywordIndex, KeywordIndexError
+from rag.storage.keyword_index import KeywordIndex, KeywordIndexError
 
 if TYPE_CHECKING:
-    from rag.search_milvus import MilvusSearch
-    from rag.store import Store
-    from rag.vector_file import CachedVectors, VectorFile
+    from rag.search.milvus import MilvusSearch
+    from rag.storage.store import Store
+    from rag.storage.vector_file import CachedVectors, VectorFile
 
 log = logging.getLogger("rag")
 T = TypeVar("T")
@@ -210,7 +210,7 @@ class MilvusSync:
         return int(missing.size), int(extra.size)
 
     def _upsert(self, ids: list[int], matrix: np.ndarray) -> None:
-        from rag.search_milvus import ChunkRecord
+        from rag.search.milvus import ChunkRecord
 
         rows = self.store.chunk_records(ids)
         # A chunk removed since its id was read has no row: it is left out, as FAISS does.

@@ -28,15 +28,15 @@ from embeddings.ray_encoder import RayError
 from eval.questions import EvalError
 from rag.answering.backends import LLMError
 from rag.api import RAG, STORE_FILE, AmbiguousError, IndexMismatchError, NoIndexError, NotFoundError
+from rag.chat.transcript import Conversation, HistoryError, read_conversation, write_conversation
+from rag.cli.console import also_line, chat, print_answer
 from rag.config import ANSWERERS, INDEX_TYPES, SEARCH_BACKENDS, Config, ConfigError
-from rag.console import also_line, chat, print_answer
-from rag.reranking import RerankerError
-from rag.retrieval import Filters, SearchError
-from rag.search_milvus import MilvusError
-from rag.store import LIST_ORDERS, StoreError, damaged
-from rag.transcript import Conversation, HistoryError, read_conversation, write_conversation
+from rag.ingest.web import is_url
+from rag.search.milvus import MilvusError
+from rag.search.reranking import RerankerError
+from rag.search.retrieval import Filters, SearchError
+from rag.storage.store import LIST_ORDERS, StoreError, damaged
 from rag.types import Answer, IndexSummary
-from rag.web import is_url
 from rag.wording import counted
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2

@@ -3,7 +3,7 @@ table) for BM25.
 
 Filters become the set of chunk ids they allow, read from SQLite, which FAISS and tantivy
 search inside (so a narrow filter still fills k slots) and FTS5 joins against. The FAISS index
-and the tantivy index are kept in step with the store by ``rag.search_sync.LocalSync``; this
+and the tantivy index are kept in step with the store by ``rag.search.sync.LocalSync``; this
 class only searches them. When the tantivy index is behind the store (a writer between its two
 commits, a killed run, an index made before it existed), FTS5, which is always in step, answers.
 """
@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.retrieval import KEYWORD_RARE, Filters, ThreadConnections, any_of, content_words, filter_sql
+from rag.search.retrieval import KEYWORD_RARE, Filters, ThreadConnections, any_of, content_words, filter_sql
 
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-    from rag.keyword_index import KeywordIndex
+    from rag.storage.keyword_index import KeywordIndex
 
 # (query vectors, k, allowed ids or None) -> (scores, ids): the facade's FAISS search, which
 # keeps the index in step with the store and guards it against concurrent changes.

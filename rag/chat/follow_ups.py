@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rag.answering.answer_types import NAME, ORGANISATION, PERSON, PLACE, candidates, expected_type
-from rag.citations import content_words
+from rag.answering.citations import content_words
 
 # (question, answer) pairs, oldest first.
 History = Sequence[tuple[str, str]]

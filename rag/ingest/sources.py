@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.chunking import Segment, segments
-from rag.readers import SUPPORTED, Parsed, UnreadableError, normalise_date, read_file
+from rag.ingest.chunking import Segment, segments
+from rag.ingest.readers import SUPPORTED, Parsed, UnreadableError, normalise_date, read_file
 from rag.types import Document, Skipped
 
 
@@ -167,7 +167,7 @@ def _to_document(path: Path, item: Parsed) -> Document:
         doc_id = f"{_slug(path.stem)}-{hashlib.sha1(anchor.encode()).hexdigest()[:8]}"
     title = item.title or path.stem.replace("_", " ").replace("-", " ").strip() or path.name
     # Title, headings, bylines and date lines with their offsets: kept as the document's
-    # outline, and never quoted as an answer (rag.chunking.segments finds them). One pass gives
+    # outline, and never quoted as an answer (rag.ingest.chunking.segments finds them). One pass gives
     # both the outline and the date line.
     parts = segments(item.text)
     outline = [[p.start, p.end, p.kind] for p in parts if p.is_structure]
@@ -208,7 +208,7 @@ def page_document(url: str, body: bytes, kind: str, final_url: str, item_meta: d
     the page lacks them. Raises ``UnreadableError``."""
     from urllib.parse import urlsplit
 
-    from rag.readers import read_html, read_pdf, read_txt
+    from rag.ingest.readers import read_html, read_pdf, read_txt
 
     if kind == "pdf":
         parsed = read_pdf(body)

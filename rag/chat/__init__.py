@@ -1,0 +1,1 @@
+"""Chat: follow-up questions resolved against the conversation, conversations saved and shown."""

@@ -1,0 +1,7 @@
+"""`python -m rag.cli` runs the command line, as the `rag` script does."""
+
+import sys
+
+from rag.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Search: candidates from the backends, fused, filtered and reranked into passages."""
