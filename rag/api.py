@@ -37,19 +37,13 @@ from rag.chat.follow_ups import History, heuristic_query, llm_query
 from rag.config import ANSWERERS, Config, IndexSettings
 from rag.ingest.indexer import Indexer
 from rag.ingest.web import is_url
+from rag.search.backend import SearchBackend
 from rag.search.local import LocalSearch
+from rag.search.query import Filters, SearchError, check_k, check_question, check_unicode
 from rag.search.reranking import Reranker
-from rag.search.retrieval import (
-    Filters,
-    Retrieval,
-    Retriever,
-    SearchBackend,
-    SearchError,
-    check_k,
-    check_question,
-    check_unicode,
-)
-from rag.storage.store import LIST_ORDERS, SCHEMA_VERSION, Store
+from rag.search.retrieval import Retrieval, Retriever
+from rag.storage.schema import SCHEMA_VERSION
+from rag.storage.store import LIST_ORDERS, Store
 from rag.storage.vector_file import VectorFile
 from rag.types import Answer, Document, DocumentInfo, IndexSummary, Passage
 

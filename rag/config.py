@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from embeddings.encoder import BACKENDS, DEFAULT_BACKEND, vectors_key
-from rag.ingest.web import WebSettings
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 INDEX_TYPES = ("flat", "ivf")
@@ -68,6 +67,18 @@ class IndexSettings:
 
 class ConfigError(ValueError):
     """A setting has a bad value; the message names it and what is allowed."""
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """How web pages are fetched (``Config.web()`` makes one from the settings)."""
+
+    user_agent: str
+    timeout: float = 20.0
+    max_bytes: int = 50_000_000
+    crawl_delay: float = 1.0
+    respect_robots: bool = True
+    allow_private: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from rag import RAG
 from rag.answering import NOT_IN_DOCUMENTS
 from rag.answering.llm import LLMAnswerer, build_messages
 from rag.chat.follow_ups import heuristic_query, is_follow_up, llm_query
-from rag.search.retrieval import SearchError
+from rag.search.query import SearchError
 from tests.conftest import write
 
 

@@ -28,7 +28,7 @@ import pytest
 from rag import RAG, Config
 from rag.config import ConfigError
 from rag.search.milvus import MilvusError, MilvusSearch, expression, site_of
-from rag.search.retrieval import Filters, SearchError
+from rag.search.query import Filters, SearchError
 from rag.search.sync import LocalSync, MilvusSync
 from tests.conftest import NEWS, REPO, article, free_port, running_serve, stop_group, write
 

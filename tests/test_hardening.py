@@ -23,7 +23,7 @@ from rag import RAG, Config
 from rag.cli import main
 from rag.ingest.readers import UnreadableError, decode_text, read_file
 from rag.ingest.sources import load_documents, scan
-from rag.search.retrieval import SearchError
+from rag.search.query import SearchError
 from tests.conftest import article, assert_consistent, write
 from ui.service import ChatService, question_html, safe_name
 

@@ -14,7 +14,7 @@ import pytest
 
 from rag import RAG
 from rag.cli import main
-from rag.search.retrieval import SearchError
+from rag.search.query import SearchError
 from tests.conftest import REPO, SAMPLE_ARTICLES
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import pytest
 from rag import RAG, Config
 from rag.config import ConfigError
 from rag.search.local import LocalSearch
-from rag.search.retrieval import SearchError, keyword_query, parse_date
+from rag.search.query import SearchError, keyword_query, parse_date
 from tests.conftest import article, write
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rag.api import RAG
 from rag.config import Config
 from rag.ingest.readers import SUPPORTED
-from rag.search.retrieval import MODES
+from rag.search.query import MODES
 from ui.assets import CSS, HEAD, SCROLL_TO_SPAN
 from ui.guard import ExportFiles, ExportOwnerMiddleware, LoginThrottle, LoginThrottleMiddleware
 from ui.service import ChatService

@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from rag.answering.backends import LLMError
 from rag.chat.transcript import HistoryError, from_messages, with_sources
 from rag.ingest.chunking import count_tokens
-from rag.search.retrieval import SearchError
+from rag.search.query import SearchError
 from rag.types import Answer
 from ui.guard import LoginThrottle
 

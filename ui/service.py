@@ -28,7 +28,7 @@ from rag.chat.saved import ConversationStore
 from rag.chat.transcript import Conversation, to_markdown
 from rag.config import Config
 from rag.ingest.sources import file_problem, read_bounded
-from rag.search.retrieval import Filters, SearchError
+from rag.search.query import Filters, SearchError
 from rag.types import Answer
 from rag.wording import counted, noun_for
 from ui.render import answer_message, document_html, parse_target, sources_html, streaming_message

@@ -15,7 +15,7 @@ from functools import lru_cache
 import simplemma
 
 from rag.ingest.chunking import segments
-from rag.search.retrieval import STOPWORDS
+from rag.search.query import STOPWORDS
 from rag.types import Citation, Passage
 
 

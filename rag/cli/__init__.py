@@ -33,8 +33,8 @@ from rag.cli.console import also_line, chat, print_answer
 from rag.config import ANSWERERS, INDEX_TYPES, SEARCH_BACKENDS, Config, ConfigError
 from rag.ingest.web import is_url
 from rag.search.milvus import MilvusError
+from rag.search.query import Filters, SearchError
 from rag.search.reranking import RerankerError
-from rag.search.retrieval import Filters, SearchError
 from rag.storage.store import LIST_ORDERS, StoreError, damaged
 from rag.types import Answer, IndexSummary
 from rag.wording import counted

@@ -15,7 +15,7 @@ from typing import TextIO
 
 from rag.api import RAG
 from rag.chat.transcript import Conversation, to_markdown, write_conversation
-from rag.search.retrieval import SearchError
+from rag.search.query import SearchError
 from rag.types import Answer, Citation, Copy
 from rag.wording import counted
 

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from rag.config import IndexSettings
+from rag.config import IndexSettings, WebSettings
 from rag.ingest import duplicates
 from rag.ingest.chunking import chunk_text
 from rag.ingest.readers import UnreadableError
 from rag.ingest.sources import Root, failure_reason, file_hash, load_documents, page_document, read_bounded, scan
-from rag.ingest.web import Failure, Fetcher, Page, WebSettings, crawl, is_url, kind_of
+from rag.ingest.web import Failure, Fetcher, Page, crawl, is_url, kind_of
 from rag.storage.store import Store
 from rag.types import Chunk, Document, IndexSummary, Skipped, content_hash
 

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.search.retrieval import KEYWORD_RARE, Filters, ThreadConnections, any_of, content_words, filter_sql
+from rag.search.backend import ThreadConnections
+from rag.search.query import Filters, any_of, content_words, filter_sql
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -29,6 +30,19 @@ if TYPE_CHECKING:
 DenseSearch = Callable[[np.ndarray, int, "npt.NDArray[np.int64] | None"], tuple[np.ndarray, "npt.NDArray[np.int64]"]]
 # chunk ids -> the vectors the FAISS index holds for them (the facade's, under its read lock).
 HeldVectors = Callable[[list[int]], dict[int, np.ndarray]]
+
+
+# SQLite FTS5 scores every chunk that holds any word of the query, so its cost grows with the
+# corpus: at 1M chunks one common word matches tens of thousands of chunks, and FTS5 spends 3 to
+# 8 microseconds on each (96 ms p50, 339 ms p95 for whole questions). The tantivy keyword index
+# (the default, rag/storage/keyword_index.py) skips what cannot reach the top instead. With a budget
+# (the setting keyword_budget), words are taken rarest first while the chunks they match fit it;
+# the words left out are the most common ones. That is fast, but it costs quality (hybrid hit@5
+# 0.735 to 0.608 on COVID-QA at the budget's 1M-chunk equivalent), so it is off by default
+# (keyword_budget = 0: exact).
+# docs/benchmarks.md "Keyword search at a million chunks" has the measurements.
+# Words matching at most this many chunks go in without a second count.
+KEYWORD_RARE = 1_000
 
 
 class LocalSearch:

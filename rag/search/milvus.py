@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from rag.search.retrieval import Filters, SearchError, content_words
+from rag.search.query import Filters, SearchError, content_words
 
 if TYPE_CHECKING:
     import numpy.typing as npt

@@ -13,27 +13,25 @@
 from __future__ import annotations
 
 import itertools
-import math
 import re
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rag.ingest import duplicates
+from rag.search.backend import SearchBackend, ThreadConnections
+from rag.search.query import MODES, Filters, SearchError, check_k, check_question, default_cap
 from rag.types import Copy, Passage
 
 if TYPE_CHECKING:
     from embeddings import Encoder
 
-MODES = ("dense", "keyword", "hybrid")
 RRF_K = 60
 # BM25 rows fetched beyond the keyword candidates, to score dense candidates too. FTS5 scores
 # every match to sort them anyway, so a deeper list costs only the rows' transfer, where a
@@ -42,173 +40,6 @@ RRF_K = 60
 # goes, but little (1M chunks: 1.5 ms p50 for 10 rows, 1.8 for 200). A chunk below this depth
 # gets BM25 0; against the best match, which scales to 1, it was near 0 anyway.
 KEYWORD_DEPTH = 200
-
-# Words that carry no topic. A question is mostly these ("how many ... did the ..."); kept in
-# an OR query they match nearly every chunk and make BM25 slow without changing its ranking.
-STOPWORDS = frozenset(
-    [
-        "a",
-        "about",
-        "above",
-        "after",
-        "again",
-        "against",
-        "all",
-        "am",
-        "an",
-        "and",
-        "any",
-        "are",
-        "as",
-        "at",
-        "be",
-        "because",
-        "been",
-        "before",
-        "being",
-        "below",
-        "between",
-        "both",
-        "but",
-        "by",
-        "can",
-        "could",
-        "did",
-        "do",
-        "does",
-        "doing",
-        "down",
-        "during",
-        "each",
-        "few",
-        "for",
-        "from",
-        "further",
-        "had",
-        "has",
-        "have",
-        "having",
-        "he",
-        "her",
-        "here",
-        "hers",
-        "herself",
-        "him",
-        "himself",
-        "his",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "itself",
-        "just",
-        "me",
-        "more",
-        "most",
-        "my",
-        "myself",
-        "no",
-        "nor",
-        "not",
-        "now",
-        "of",
-        "off",
-        "on",
-        "once",
-        "only",
-        "or",
-        "other",
-        "our",
-        "ours",
-        "ourselves",
-        "out",
-        "over",
-        "own",
-        "same",
-        "she",
-        "should",
-        "so",
-        "some",
-        "such",
-        "than",
-        "that",
-        "the",
-        "their",
-        "theirs",
-        "them",
-        "themselves",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "those",
-        "through",
-        "to",
-        "too",
-        "under",
-        "until",
-        "up",
-        "very",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "while",
-        "who",
-        "whom",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "yours",
-        "yourself",
-        "yourselves",
-        "s",
-        "t",
-    ]
-)
-
-
-class SearchError(ValueError):
-    """A search was asked for with a bad value; the message names it and what is allowed."""
-
-
-@dataclass(frozen=True)
-class Filters:
-    since: str | None = None  # inclusive ISO dates; documents without a date are left out
-    until: str | None = None
-    doc_ids: tuple[str, ...] = ()
-    sources: tuple[str, ...] = ()  # substrings of a document's source or path
-
-    @property
-    def active(self) -> bool:
-        return bool(self.since or self.until or self.doc_ids or self.sources)
-
-    @classmethod
-    def parse(
-        cls,
-        since: str | None = None,
-        until: str | None = None,
-        doc_ids: Sequence[str] = (),
-        sources: Sequence[str] = (),
-    ) -> Filters:
-        """Filters from what a person typed: dates as YYYY[-MM[-DD]], empty meaning none."""
-        return cls(
-            since=parse_date(since or None, "since"),
-            until=parse_date(until or None, "until", end=True),
-            doc_ids=tuple(doc_ids),
-            sources=tuple(sources),
-        )
 
 
 @dataclass(frozen=True)
@@ -223,99 +54,9 @@ class Retrieval:
     query_vector: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
-def parse_date(value: str | None, name: str, end: bool = False) -> str | None:
-    """``YYYY-MM-DD``, ``YYYY-MM`` or ``YYYY``; a partial date means its first (or, with
-    ``end``, last) day, so ``--until 2021`` includes all of 2021."""
-    if value is None:
-        return None
-    text = value.strip()
-    match = re.fullmatch(r"(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?", text)
-    try:
-        if not match:
-            raise ValueError
-        year, month, day = int(match[1]), match[2], match[3]
-        if month is None:
-            return date(year, 12 if end else 1, 31 if end else 1).isoformat()
-        if day is None:
-            first = date(year, int(month), 1)
-            if not end:
-                return first.isoformat()
-            following = date(year + (first.month == 12), first.month % 12 + 1, 1)
-            return date.fromordinal(following.toordinal() - 1).isoformat()
-        return date(year, int(month), int(day)).isoformat()
-    except ValueError:
-        raise SearchError(f"{name} {value!r} is not a date; use YYYY-MM-DD, YYYY-MM or YYYY") from None
-
-
 # A word in at most this share of the chunks (and at least RARE_MIN_CHUNKS) counts as rare.
 RARE_SHARE = 0.01
 RARE_MIN_CHUNKS = 3
-
-
-# SQLite FTS5 scores every chunk that holds any word of the query, so its cost grows with the
-# corpus: at 1M chunks one common word matches tens of thousands of chunks, and FTS5 spends 3 to
-# 8 microseconds on each (96 ms p50, 339 ms p95 for whole questions). The tantivy keyword index
-# (the default, rag/storage/keyword_index.py) skips what cannot reach the top instead. With a budget
-# (the setting keyword_budget), words are taken rarest first while the chunks they match fit it;
-# the words left out are the most common ones. That is fast, but it costs quality (hybrid hit@5
-# 0.735 to 0.608 on COVID-QA at the budget's 1M-chunk equivalent), so it is off by default.
-# docs/benchmarks.md "Keyword search at a million chunks" has the measurements.
-KEYWORD_BUDGET = 0  # exact
-# Words matching at most this many chunks go in without a second count.
-KEYWORD_RARE = 1_000
-
-
-def content_words(question: str) -> list[str]:
-    """The question's words without stopwords (all of them if nothing else is left), in order."""
-    words = list(dict.fromkeys(re.findall(r"\w+", question.lower())))
-    return [w for w in words if w not in STOPWORDS] or words
-
-
-def keyword_query(question: str) -> str:
-    """An FTS5 query: the question's content words, each quoted, OR-ed together."""
-    return any_of(content_words(question))
-
-
-def any_of(words: Sequence[str]) -> str:
-    """An FTS5 query matching chunks that hold any of ``words`` (each quoted, so none is syntax)."""
-    return " OR ".join(f'"{w}"' for w in words)
-
-
-class ThreadConnections:
-    """One read-only connection to the store per thread: a connection is not thread-safe, and
-    keyword queries run in a worker thread beside the caller's."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-
-    def get(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-            self._local.db = db
-        return db
-
-
-class SearchBackend(Protocol):
-    """What retrieval asks of the search side of storage: candidates with their scores, under
-    filters, best first. ``rag.search.local`` (FAISS + tantivy, the default) and
-    ``rag.search.milvus`` implement it; tests/test_backends.py holds both to one contract."""
-
-    name: str
-
-    def dense(self, query: np.ndarray, k: int, filters: Filters) -> dict[int, float]:
-        """Cosine similarity of the best ``k`` chunks for the query vector (shape (1, dim))."""
-        ...
-
-    def keyword(self, question: str, k: int, filters: Filters) -> dict[int, float]:
-        """BM25 scores (higher is better) of the best ``k`` chunks for the question's words."""
-        ...
-
-    def vectors(self, ids: list[int]) -> dict[int, np.ndarray] | None:
-        """The stored vectors of these chunks if the backend holds them in memory (the ones it
-        has), else None: the retriever then reads them from the store's embedding cache."""
-        ...
 
 
 class Retriever:
@@ -618,61 +359,6 @@ class Retriever:
             "SELECT substr(text, ?, ?) FROM documents WHERE id = ?", (start + 1, end - start, passage.doc_id)
         ).fetchone()
         return replace(passage, context_start=start, context_end=end, context=context)
-
-
-def check_question(question: str, limit: int) -> None:
-    """One rule for every entry point: a question is non-empty text of at most ``limit`` characters."""
-    if not isinstance(question, str) or not question.strip():
-        raise SearchError("the question is empty; type a question, for example: who won?")
-    if len(question) > limit:
-        raise SearchError(
-            f"the question is {len(question):,} characters long; the limit is {limit:,} (setting max_question_chars)"
-        )
-    check_unicode(question, "the question")
-
-
-def check_unicode(text: str, what: str) -> None:
-    """Text must be valid Unicode: a lone surrogate (JSON's "\\ud800", or a byte that is not
-    UTF-8 in a command-line argument) can be neither stored, encoded nor sent back."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise SearchError(
-            f"{what} holds a character that is not valid Unicode at position {exc.start} "
-            f"({text[exc.start]!a}); type it again as plain UTF-8 text"
-        ) from None
-
-
-def check_k(k: int, limit: int) -> None:
-    """One rule for every entry point: k is a whole number from 1 to ``limit``; 0 is not "the default"."""
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= limit:
-        raise SearchError(f"k={k!r} must be a whole number from 1 to {limit} (setting max_k)")
-
-
-def default_cap(k: int) -> int:
-    """At most half the slots (rounded up) per document: one long article cannot fill them all."""
-    return max(1, math.ceil(k / 2))
-
-
-def filter_sql(filters: Filters) -> tuple[str, list[str]]:
-    clauses: list[str] = []
-    params: list[str] = []
-    if filters.since:
-        clauses.append("d.date >= ?")
-        params.append(filters.since)
-    if filters.until:
-        clauses.append("d.date <= ?")
-        params.append(filters.until)
-    if filters.doc_ids:
-        clauses.append(f"d.id IN ({','.join('?' * len(filters.doc_ids))})")
-        params.extend(filters.doc_ids)
-    if filters.sources:
-        clauses.append(
-            "(" + " OR ".join("instr(d.source, ?) > 0 OR instr(d.path, ?) > 0" for _ in filters.sources) + ")"
-        )
-        for source in filters.sources:
-            params.extend([source, source])
-    return " AND ".join(clauses), params
 
 
 def _ms(started: float) -> float:

@@ -28,106 +28,15 @@ import numpy as np
 import numpy.typing as npt
 
 from rag.config import IndexSettings
+from rag.storage.schema import MIGRATIONS, SCHEMA_VERSION, TABLES
 from rag.types import Chunk, Document, DocumentInfo, content_hash
 
-SCHEMA_VERSION = 5
-
-_MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE files (path TEXT PRIMARY KEY, file_hash TEXT NOT NULL);
-    CREATE TABLE documents (
-        id TEXT PRIMARY KEY,
-        path TEXT NOT NULL,
-        source TEXT NOT NULL,
-        title TEXT NOT NULL,
-        date TEXT,
-        text TEXT NOT NULL,
-        content_hash TEXT NOT NULL,
-        meta TEXT NOT NULL DEFAULT '{}',
-        indexed_at TEXT NOT NULL
-    );
-    CREATE INDEX documents_path ON documents(path);
-    CREATE INDEX documents_date ON documents(date);
-    -- AUTOINCREMENT: a rowid is never reused, so a FAISS id never points at the wrong chunk.
-    CREATE TABLE chunks (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-        ordinal INTEGER NOT NULL,
-        start INTEGER NOT NULL,
-        end INTEGER NOT NULL,
-        text TEXT NOT NULL,
-        text_hash TEXT NOT NULL
-    );
-    CREATE INDEX chunks_doc ON chunks(doc_id, ordinal);
-    -- Keyword index over chunk text, updated by triggers inside the same transactions.
-    CREATE VIRTUAL TABLE chunks_fts USING fts5(
-        text, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
-    );
-    CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
-        INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
-    END;
-    CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
-        INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
-    END;
-    CREATE TABLE embeddings (
-        model TEXT NOT NULL,
-        text_hash TEXT NOT NULL,
-        vector BLOB NOT NULL,
-        PRIMARY KEY (model, text_hash)
-    ) WITHOUT ROWID;
-    """,
-    # Pruning a removed chunk's cached vector asks "does any chunk still use this text?".
-    2: """
-    CREATE INDEX chunks_text_hash ON chunks(text_hash);
-    """,
-    # A file found at a new path is matched to the one that vanished by its hash (a moved folder).
-    3: """
-    CREATE INDEX files_hash ON files(file_hash);
-    """,
-    # Saved web chat conversations (rag.chat.saved); each turn is an answer's JSON.
-    4: """
-    CREATE TABLE conversations (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        user TEXT NOT NULL DEFAULT '',
-        title TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    CREATE INDEX conversations_user ON conversations(user, updated_at);
-    CREATE TABLE turns (
-        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-        ordinal INTEGER NOT NULL,
-        answer TEXT NOT NULL,
-        PRIMARY KEY (conversation_id, ordinal)
-    ) WITHOUT ROWID;
-    """,
-    # Web pages remember their validators for conditional requests (rag.ingest.web); every document
-    # carries a MinHash signature and its band hashes, which find syndicated copies (rag.ingest.duplicates).
-    5: """
-    ALTER TABLE files ADD COLUMN etag TEXT;
-    ALTER TABLE files ADD COLUMN last_modified TEXT;
-    -- A rowid table: WITHOUT ROWID stores 512-byte rows badly (searches read 3x slower).
-    CREATE TABLE signatures (
-        doc_id TEXT PRIMARY KEY REFERENCES documents(id) ON DELETE CASCADE,
-        signature BLOB NOT NULL
-    );
-    CREATE TABLE signature_bands (
-        band INTEGER NOT NULL,
-        hash INTEGER NOT NULL,
-        doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-        PRIMARY KEY (band, hash, doc_id)
-    ) WITHOUT ROWID;
-    CREATE INDEX signature_bands_doc ON signature_bands(doc_id);
-    """,
-}
 # Orders of `rag list`; a date sorts newest first, documents without one last.
 LIST_ORDERS = {
     "date": "d.date IS NULL, d.date DESC, d.title",
     "title": "d.title COLLATE NOCASE, d.id",
     "indexed": "d.indexed_at DESC, d.title",
 }
-_TABLES = {"meta", "files", "documents", "chunks", "embeddings"}
 _REPAIR = (
     "move it away and index your sources again, or salvage it with `sqlite3 {path} .recover | sqlite3 recovered.sqlite`"
 )
@@ -184,7 +93,7 @@ class Store:
             raise StoreError(
                 f"{self.path} has schema version {version}, newer than this rag ({SCHEMA_VERSION}); upgrade rag"
             )
-        if (version == 0 and tables) or (version > 0 and not tables >= _TABLES):
+        if (version == 0 and tables) or (version > 0 and not tables >= TABLES):
             self.db.close()
             raise StoreError(
                 f"{self.path} is an SQLite file but not a rag store (tables: {', '.join(sorted(tables)) or 'none'}); "
@@ -200,7 +109,7 @@ class Store:
             # executescript commits any open transaction itself; the savepoint makes each
             # migration all-or-nothing.
             self.db.executescript(
-                "SAVEPOINT migrate;" + _MIGRATIONS[target] + f"PRAGMA user_version={target};RELEASE migrate;"
+                "SAVEPOINT migrate;" + MIGRATIONS[target] + f"PRAGMA user_version={target};RELEASE migrate;"
             )
 
     @contextmanager
