@@ -128,13 +128,13 @@ def measure(folder: Path, queries: int, nprobes: list[int], budget: int) -> dict
     questions = questions[:queries]
     out: dict[str, object] = {"keyword_index": KEYWORD_INDEX}
     rag = RAG.open(config=Config(index_dir=folder, keyword_index=KEYWORD_INDEX), create=False)
-    if rag.keywords is not None and not rag.keywords.holds(rag.store.generation):
+    if rag.parts.keywords is not None and not rag.parts.keywords.holds(rag.store.generation):
         started = time.perf_counter()
         rag.repair_vectors(deep=False)  # builds the tantivy index from the store
         out["keyword_index_build_s"] = round(time.perf_counter() - started, 1)
     rag.search("warm up", k=5)
     out["chunks"] = rag.store.counts()["chunks"]
-    out["approximate"] = rag.vectors.is_approximate
+    out["approximate"] = rag.parts.vectors.is_approximate
     for mode in ("dense", "keyword", "hybrid"):
         times = []
         for q in questions:
@@ -149,9 +149,9 @@ def measure(folder: Path, queries: int, nprobes: list[int], budget: int) -> dict
         rag.encoder.encode_queries([q])
         embed.append((time.perf_counter() - started) * 1000)
     out["embed_p50_ms"] = round(statistics.median(embed), 2)
-    if rag.vectors.is_approximate:
+    if rag.parts.vectors.is_approximate:
         # Exact top 10 from a flat index over the same vectors, for the approximate one's hit rate.
-        ivf = rag.vectors
+        ivf = rag.parts.vectors
         flat = VectorIndex(ivf.dim, "flat")
         for rows in rag.store.iter_chunk_hashes(100_000):
             found = rag.store.cached_vectors(rag.settings.vectors_key, [h for _, h, _ in rows])
@@ -171,9 +171,9 @@ def measure(folder: Path, queries: int, nprobes: list[int], budget: int) -> dict
                 hits += len(set(got[0].tolist()) & set(exact[row].tolist()))
             out[f"ivf_nprobe{nprobe}_hit_rate_at_10"] = round(hits / (10 * len(qv)), 3)
             out[f"ivf_nprobe{nprobe}_search_only_p50_ms"] = round(statistics.median(times), 2)
-    if rag.keywords is not None:
+    if rag.parts.keywords is not None:
         out.update(agreement(rag, questions, 0, "fts5"))
-        out["keywords_dir_mb"] = round(rag.keywords.disk_bytes() / 1e6, 1)
+        out["keywords_dir_mb"] = round(rag.parts.keywords.disk_bytes() / 1e6, 1)
     if budget:
         out.update(agreement(rag, questions, budget, f"budget{budget}"))
     out["peak_rss_mb"] = round(_vm("VmHWM") / 1024, 1)
@@ -189,7 +189,7 @@ def agreement(rag: RAG, questions: list[str], budget: int, label: str) -> dict[s
     text (the tag stripped), as multisets."""
     fts5 = Retriever(
         rag.store.path, rag.store.db, lambda: rag.encoder,
-        LocalSearch(rag.store.path, rag.store.db, rag.vector_file.search, keyword_budget=budget),
+        LocalSearch(rag.store.path, rag.store.db, rag.parts.vector_file.search, keyword_budget=budget),
         rag.settings.vectors_key,
     )  # fmt: skip
     out: dict[str, float] = {}

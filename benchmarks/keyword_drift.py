@@ -57,9 +57,9 @@ def write(folder: Path, records: list[dict[str, str]]) -> None:
 
 
 def top(rag: RAG, question: str) -> dict[str, float]:
-    assert rag.keywords is not None
+    assert rag.parts.keywords is not None
     words = [w for w in question.lower().replace("?", " ").split() if w.isalpha()]
-    found = rag.keywords.search(words, 10, None, rag.store.generation) or {}
+    found = rag.parts.keywords.search(words, 10, None, rag.store.generation) or {}
     # By file name: document ids carry a hash of the path, and the clean build reads another folder.
     docs = {cid: Path(rag.store.db.execute("SELECT d.path FROM chunks c JOIN documents d ON d.id = c.doc_id "
                                            "WHERE c.id = ?", (cid,)).fetchone()[0]).name for cid in found}  # fmt: skip
@@ -124,8 +124,8 @@ def main() -> None:
         write(root / "src", kept)
         with RAG.open(config=config) as rag:
             rag.index([root / "src"], progress=False)
-            assert rag.keywords is not None
-            deleted = rag.keywords.deleted_share()
+            assert rag.parts.keywords is not None
+            deleted = rag.parts.keywords.deleted_share()
             history = [top(rag, q) for q in questions]
         clean = config.replace(index_dir=root / f"clean-{share}")
         write(root / "clean-src", kept)

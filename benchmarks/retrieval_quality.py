@@ -75,10 +75,14 @@ def score(
     rag: RAG, questions: Iterable[Question], setting: Setting, queries: CachedQueries, keyword_budget: int | None = None
 ) -> dict[str, float]:
     backend = (
-        rag.search_backend
+        rag.parts.search_backend
         if keyword_budget is None
         else LocalSearch(
-            rag.store.path, rag.store.db, rag.vector_file.search, keyword_budget=keyword_budget, keywords=rag.keywords
+            rag.store.path,
+            rag.store.db,
+            rag.parts.vector_file.search,
+            keyword_budget=keyword_budget,
+            keywords=rag.parts.keywords,
         )
     )
     retriever = Retriever(

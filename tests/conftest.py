@@ -107,7 +107,7 @@ def assert_consistent(index_dir: Path, file_must_match: bool = True) -> None:
     with RAG.open(index_dir, config=Config(index_dir=index_dir), read_only=True) as opened:
         db = opened.store.db
         chunk_ids = {r[0] for r in db.execute("SELECT id FROM chunks")}
-        assert set(opened.vectors.ids().tolist()) == chunk_ids
+        assert set(opened.parts.vectors.ids().tolist()) == chunk_ids
         if file_must_match:
             assert file_vector_ids(index_dir) == chunk_ids, "the vector file differs from the store"
             assert opened.status()["vectors_up_to_date"] is True
@@ -115,7 +115,7 @@ def assert_consistent(index_dir: Path, file_must_match: bool = True) -> None:
         assert fts == len(chunk_ids)
         # The tantivy index, when it claims the store's generation, holds exactly its chunks
         # (else searches ask FTS5); once every writer finished, it must claim it.
-        keywords = opened.keywords
+        keywords = opened.parts.keywords
         if keywords is not None and keywords.holds(opened.store.generation):
             assert set(keywords.held_ids().tolist()) == chunk_ids, "the keyword index differs from the store"
         elif keywords is not None and file_must_match and not opened.store.is_empty():

@@ -100,3 +100,53 @@ def test_no_module_takes_another_modules_underscore_names() -> None:
     private = [(name, target, taken) for name, found in edges.items() for target, names in found
                for taken in names if taken.startswith("_") and not taken.startswith("__")]  # fmt: skip
     assert private == []
+
+
+# The pipeline's stages, lowest first. A module imports from its own stage and the ones below
+# it, never from a later one: storage knows nothing of ingest, search nothing of answering,
+# and only the facade (rag.api over rag.parts) and the front ends see every stage.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("embeddings",),
+    ("rag.types", "rag.config", "rag.wording"),
+    ("rag.storage",),
+    ("rag.ingest",),
+    ("rag.search",),
+    ("rag.answering",),
+    ("rag.chat",),
+    ("rag.parts", "rag.api", "rag"),
+    ("ui", "eval"),
+    ("rag.cli",),
+)
+
+
+def _layer(module: str) -> int | None:
+    """The stage of a module: the longest entry of LAYERS that is it or a package holding it
+    (``rag`` itself counts only as the package's ``__init__``, not as every module under it)."""
+    best: tuple[int, int] | None = None
+    for level, entries in enumerate(LAYERS):
+        for entry in entries:
+            holds = module == entry or (entry != "rag" and module.startswith(entry + "."))
+            if holds and (best is None or len(entry) > best[1]):
+                best = (level, len(entry))
+    return None if best is None else best[0]
+
+
+def test_every_module_belongs_to_a_stage() -> None:
+    assert [name for name in _modules() if _layer(name) is None] == []
+
+
+def test_imports_run_down_the_stages_never_up() -> None:
+    edges = _imports(_modules())
+    upward = [
+        (name, target)
+        for name, found in edges.items()
+        for target, _ in found
+        if (_layer(target) or 0) > (_layer(name) or 0)
+    ]
+    assert upward == []
+
+
+def test_the_stage_check_places_modules_by_their_package() -> None:
+    assert (_layer("rag.storage.store"), _layer("rag.ingest.indexer"), _layer("rag.search.retrieval")) == (2, 3, 4)
+    assert (_layer("rag"), _layer("ui.app"), _layer("rag.cli.console")) == (7, 8, 9)
+    assert _layer("ragged.thing") is None  # a prefix of a name is not its package

@@ -183,8 +183,8 @@ def corpus(folder: Path, articles: list[dict[str, Any]] = ARTICLES) -> Path:
 def held_ids(opened: RAG) -> np.ndarray:
     """The chunk ids the search side holds."""
     if opened.backend == "milvus":
-        return opened.milvus.ids()
-    return np.sort(opened.vectors.ids())
+        return opened.parts.milvus.ids()
+    return np.sort(opened.parts.vectors.ids())
 
 
 def assert_in_step(opened: RAG) -> None:
@@ -325,7 +325,7 @@ def test_a_run_that_died_before_the_search_side_was_written_is_repaired_by_the_n
             opened.index([path], progress=False)
     with RAG.open(config=config) as opened:
         if opened.backend == "milvus":  # the collection is behind the store in both ways
-            assert not np.array_equal(opened.milvus.ids(), opened.store.chunk_ids())
+            assert not np.array_equal(opened.parts.milvus.ids(), opened.store.chunk_ids())
         summary = opened.index([path], progress=False)
         assert summary.embedded == 0  # every vector came from the cache
         assert_in_step(opened)
@@ -356,7 +356,7 @@ def test_the_milvus_settings_come_from_flags_the_environment_and_the_config_file
     assert Config.load(file=toml, env={}).milvus_uri == "from-file.db"
     env = {"RAG_BACKEND": "milvus", "RAG_MILVUS_URI": "http://127.0.0.1:1", "RAG_MILVUS_TOKEN": "secret"}
     loaded = Config.load(env=env)
-    assert (loaded.backend, loaded.milvus_uri) == ("milvus", "http://127.0.0.1:1")
+    assert (loaded.backend, loaded.parts.milvus_uri) == ("milvus", "http://127.0.0.1:1")
     assert "secret" not in repr(loaded)  # the token is read when connecting, never a setting
     assert Config.load(file=toml, env={}, backend="local").backend == "local"
     with pytest.raises(ConfigError, match="backend='elastic' is unknown; choose one of local, milvus"):

@@ -233,4 +233,4 @@ def test_a_chunk_removed_while_a_reader_syncs_is_left_out(
         real = reader.store.chunk_ids
         monkeypatch.setattr(reader.store, "chunk_ids", lambda: np.append(real(), [10**9]))
         assert reader.search("word1", k=1)
-        assert 10**9 not in set(reader.vectors.ids().tolist())
+        assert 10**9 not in set(reader.parts.vectors.ids().tolist())

@@ -124,7 +124,7 @@ def test_search_by_vector_finds_the_matching_chunk(rag: RAG, tmp_path: Path) -> 
     rag.index([tmp_path / "f"], progress=False)
     target = rag.store.chunks_for(_id(rag, tmp_path / "f" / "doc003.txt"))[0]
     query = rag.encoder.encode_queries([target.text])
-    scores, ids = rag.vectors.search(query, 3)
+    scores, ids = rag.parts.vectors.search(query, 3)
     assert ids[0][0] == target.id and scores[0][0] == pytest.approx(1.0, abs=1e-5)
 
 
@@ -150,7 +150,7 @@ def test_rebuild_applies_new_model_and_chunk_settings(config: Config, tmp_path: 
     with RAG.open(config=new, rebuild=True) as rag:
         summary = rag.rebuild(progress=False)
         assert summary.chunks > before and summary.embedded == summary.chunks
-        assert rag.vectors.dim == 32
+        assert rag.parts.vectors.dim == 32
     with RAG.open(config=Config(index_dir=config.index_dir)) as rag:
         assert (rag.settings.model, rag.settings.chunk_tokens) == ("hashing-32", 32)
         assert rag.index([tmp_path / "f"], progress=False).embedded == 0

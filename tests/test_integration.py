@@ -39,7 +39,7 @@ def test_stored_vectors_are_the_models_vectors(sample_index: RAG) -> None:
 
     chunks = sample_index.store.chunks_for(sample_index.store.document_paths()[0][0])
     texts = [c.text for c in chunks]
-    index = sample_index.vectors
+    index = sample_index.parts.vectors
     got = np.stack([index._index.reconstruct(int(c.id)) for c in chunks])  # IDMap2 reconstructs by id
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     # Exactly what the default runtime (int8 ONNX) gives for each text on its own...
@@ -52,7 +52,7 @@ def test_stored_vectors_are_the_models_vectors(sample_index: RAG) -> None:
 
 def test_the_troops_question_finds_the_300000_passage(sample_index: RAG) -> None:
     question = "How many troops did the Afghan government have, according to Massoud?"
-    _, ids = sample_index.vectors.search(sample_index.encoder.encode_queries([question]), 1)
+    _, ids = sample_index.parts.vectors.search(sample_index.encoder.encode_queries([question]), 1)
     (best,) = [c for c in sample_index.store.chunks_for(sample_index.store.document_paths()[0][0]) if c.id == ids[0][0]]
     assert "300,000" in best.text
 

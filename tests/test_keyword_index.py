@@ -92,7 +92,7 @@ def test_store_ahead_of_tantivy_is_answered_by_fts5_then_caught_up(
         assert reader.status()["keyword_index"] == "fts5 (tantivy is behind)"
         # FTS5 answers, so the new chunk is found all the same.
         assert keyword_docs(reader, "zebracorn parade")
-        assert reader.keywords is not None and not reader.keywords.holds(reader.store.generation)
+        assert reader.parts.keywords is not None and not reader.parts.keywords.holds(reader.store.generation)
     assert_consistent(news, file_must_match=False)
 
     # The next writer, even with nothing to index, brings it in step (and says so).
@@ -179,8 +179,8 @@ def test_an_index_from_before_gets_its_keyword_index_on_the_next_write(news: Pat
         assert keyword_docs(reader, QUESTIONS[0])
     with open_index(news) as writer:
         assert writer.repair_vectors() is True
-        assert writer.keywords is not None
-        assert np.array_equal(writer.keywords.held_ids(), writer.store.chunk_ids())
+        assert writer.parts.keywords is not None
+        assert np.array_equal(writer.parts.keywords.held_ids(), writer.store.chunk_ids())
     assert_consistent(news)
 
 
@@ -193,7 +193,7 @@ def test_keyword_index_setting(tmp_path: Path) -> None:
         Config(keyword_index="lucene")
     with open_index(tmp_path / "fts", "fts5") as opened:
         opened.index_documents([], progress=False)
-        assert opened.keywords is None
+        assert opened.parts.keywords is None
         assert opened.status()["keyword_index"] == "fts5"
     assert not (tmp_path / "fts" / "keywords").exists()
 

@@ -106,10 +106,11 @@ def test_an_unreachable_cluster_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 def test_the_ray_flags_set_the_settings() -> None:
-    from rag.cli import _config, build_parser
+    from rag.cli import build_parser
+    from rag.cli.commands import config_from_args
 
-    both = _config(build_parser().parse_args(["index", "x", "--ray", "10.0.0.5:6379", "--ray-workers", "3"]))
+    both = config_from_args(build_parser().parse_args(["index", "x", "--ray", "10.0.0.5:6379", "--ray-workers", "3"]))
     assert (both.ray_address, both.ray_workers) == ("10.0.0.5:6379", 3)
-    bare = _config(build_parser().parse_args(["index", "x", "--ray"]))
+    bare = config_from_args(build_parser().parse_args(["index", "x", "--ray"]))
     assert (bare.ray_address, bare.ray_workers) == ("auto", 0)
-    assert _config(build_parser().parse_args(["index", "x"])).ray_address is None
+    assert config_from_args(build_parser().parse_args(["index", "x"])).ray_address is None

@@ -63,8 +63,7 @@ def test_hybrid_gives_every_candidate_both_scores(news: RAG) -> None:
 
 
 def test_rrf_fusion_is_selectable(news: RAG) -> None:
-    rrf = RAG(news.config.replace(fusion="rrf"), news.store, news.settings)
-    rrf._encoder, rrf._vector_file = news._encoder, news._vector_file
+    rrf = RAG(news.config.replace(fusion="rrf"), news.store, news.settings, encoder_source=lambda: news.encoder)
     top = rrf.search("Which party won the election?", k=1)[0]
     assert top.doc_id == "election" and top.score == pytest.approx(0.5 / 61 + 0.5 / 61)
 
@@ -195,7 +194,7 @@ def test_ivf_index_searches_with_filters(tmp_path: Path, monkeypatch: pytest.Mon
     write(tmp_path / "many.jsonl", "\n".join(json.dumps(r) for r in records))
     with RAG.open(config=config) as rag:
         rag.index([tmp_path / "many.jsonl"], progress=False)
-        assert rag.vectors.is_approximate
+        assert rag.parts.vectors.is_approximate
         hits = rag.search("Article 7 sentence 3", k=3, since="2017", until="2017", mode="dense")
         assert hits and {p.date for p in hits} == {"2017-01-01"}
 
@@ -218,7 +217,7 @@ def test_the_keyword_side_keeps_its_rarest_words_within_its_budget(
         config = Config(index_dir=tmp_path / "idx", model="hashing", keyword_budget=budget)
         with RAG.open(config=config) as opened:
             opened.index([tmp_path / "feed.jsonl"], progress=False)
-            backend = opened.search_backend
+            backend = opened.parts.search_backend
             assert isinstance(backend, LocalSearch)
             words = backend._budgeted_words(question)
             found[budget] = (words, [p.doc_id for p in opened.search(question, k=3, mode="keyword")])

@@ -270,7 +270,7 @@ def test_a_remove_killed_inside_the_keyword_commit_is_repaired_by_the_rerun(
         rag.remove(str(folder / "doc04.txt"))  # the rerun: another write on the same index
         status = rag.status()
         assert status["keyword_index"] == "tantivy", status
-        assert rag.keywords is not None and rag.keywords.held_ids().size == rag.store.counts()["chunks"]
+        assert rag.parts.keywords is not None and rag.parts.keywords.held_ids().size == rag.store.counts()["chunks"]
 
 
 # --- 7. keyword scores depend on what is held, not on what was removed before ---------------------
@@ -284,7 +284,7 @@ def test_keyword_scores_after_deletions_equal_a_clean_build(config: Config, tmp_
         (folder / f"doc{i:02d}.txt").unlink()
     with RAG.open(config=config) as rag:
         rag.index([folder], progress=False)
-        assert rag.keywords is not None and rag.keywords.deleted_share() == 0  # built again from the store
+        assert rag.parts.keywords is not None and rag.parts.keywords.deleted_share() == 0  # built again from the store
         history = {w: _keyword_scores(rag, w) for w in WORDS}
     clean = config.replace(index_dir=tmp_path / "clean")
     with RAG.open(config=clean) as rag:
@@ -296,8 +296,8 @@ def test_keyword_scores_after_deletions_equal_a_clean_build(config: Config, tmp_
 
 def _keyword_scores(rag: RAG, word: str) -> dict[str, float]:
     """BM25 score of each matching document's path (chunk ids differ between two indexes)."""
-    assert rag.keywords is not None
-    found = rag.keywords.search([word], 50, None, rag.store.generation)
+    assert rag.parts.keywords is not None
+    found = rag.parts.keywords.search([word], 50, None, rag.store.generation)
     assert found is not None, "tantivy did not answer"
     paths = {cid: rag.store.db.execute(
         "SELECT d.path FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id = ?", (cid,)).fetchone()[0]

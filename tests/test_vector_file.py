@@ -24,7 +24,7 @@ def _indexed(config: Config, folder: Path, count: int, first: int = 0) -> None:
 
 def _reader(rag: RAG, store: Store) -> VectorFile:
     """A second VectorFile over ``store`` (a read-only connection), as another process has."""
-    return VectorFile(rag.dir / "vectors.faiss", store, rag.settings, 16, rag.stored_vectors, dim=lambda: 64)
+    return VectorFile(rag.dir / "vectors.faiss", store, rag.settings, 16, rag.parts.stored_vectors, dim=lambda: 64)
 
 
 def test_it_follows_the_store_and_saves_only_an_exact_copy(config: Config, tmp_path: Path) -> None:
@@ -47,7 +47,7 @@ def test_it_follows_the_store_and_saves_only_an_exact_copy(config: Config, tmp_p
 def test_apply_after_a_commit_marks_it_for_saving(config: Config, tmp_path: Path) -> None:
     _indexed(config, tmp_path / "src", 3)
     with RAG.open(config=config) as rag:
-        vectors = rag.vector_file
+        vectors = rag.parts.vector_file
         ids = rag.store.chunk_ids()
         gone = int(ids[0])
         vectors.index  # noqa: B018  (in step first, as prepare does)
@@ -63,9 +63,9 @@ def test_a_damaged_file_or_one_of_another_store_is_rebuilt_not_used(config: Conf
     # The other store's file beside this store: same chunk ids, other texts.
     shutil.copy(other.index_dir / "vectors.faiss", config.index_dir / "vectors.faiss")
     with RAG.open(config=config) as rag:
-        vectors = rag.vector_file
+        vectors = rag.parts.vector_file
         assert not vectors.matches()
-        wanted = {cid: vec for ids, matrix in rag.stored_vectors(rag.store.chunk_ids().tolist())
+        wanted = {cid: vec for ids, matrix in rag.parts.stored_vectors(rag.store.chunk_ids().tolist())
                   for cid, vec in zip(ids.tolist(), matrix, strict=True)}  # fmt: skip
         held = vectors.held(list(wanted))
         assert all(np.allclose(held[cid], vec) for cid, vec in wanted.items()), "the other store's vectors were used"
@@ -74,6 +74,6 @@ def test_a_damaged_file_or_one_of_another_store_is_rebuilt_not_used(config: Conf
         assert vectors.matches() and not vectors.dirty
     (config.index_dir / "vectors.faiss").write_bytes(b"not a faiss file")
     with RAG.open(config=config) as rag:
-        assert not rag.vector_file.matches()
-        assert set(rag.vector_file.index.ids().tolist()) == set(rag.store.chunk_ids().tolist())
-        assert rag.vector_file.dirty  # a writer saves a good one on its way out
+        assert not rag.parts.vector_file.matches()
+        assert set(rag.parts.vector_file.index.ids().tolist()) == set(rag.store.chunk_ids().tolist())
+        assert rag.parts.vector_file.dirty  # a writer saves a good one on its way out

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.cli import main, parse_duration
+from rag.cli import main
+from rag.cli.commands import parse_duration
 from rag.config import ConfigError
 from tests.conftest import assert_consistent, doc_count, running_serve, write
 from tests.local_site import LocalSite, Route, rss
