@@ -154,16 +154,28 @@ def milvus23(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _stop(proc, folder)
 
 
-@pytest.fixture(params=BACKENDS)
-def config(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
-    base = Config(index_dir=tmp_path / "idx", model="hashing")
-    kind = request.param
+def backend_config(kind: str, folder: Path, request: pytest.FixtureRequest) -> Config:
+    base = Config(index_dir=folder / "idx", model="hashing")
     if kind == "local":
         return base
     if kind == "milvus-lite":
         return base.replace(backend="milvus")  # the default: a Milvus Lite file in the index folder
     uri = request.getfixturevalue("lite_server" if kind == "milvus-lite-server" else "milvus23")
     return base.replace(backend="milvus", milvus_uri=uri)
+
+
+@pytest.fixture(params=BACKENDS)
+def config(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
+    return backend_config(request.param, tmp_path, request)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def indexed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RAG, int]]:
+    """ARTICLES indexed once per backend, for the tests that only search it (a new Milvus
+    collection costs seconds); yields the open index and how many documents the run added."""
+    folder = tmp_path_factory.mktemp(f"shared-{request.param}")
+    with RAG.open(config=backend_config(request.param, folder, request)) as opened:
+        yield opened, opened.index([corpus(folder)], progress=False).added
 
 
 def has_bm25(config: Config) -> bool:
@@ -199,26 +211,25 @@ def found_docs(opened: RAG, question: str, mode: str = "dense", **filters: Any) 
     return {p.doc_id for p in opened.search(question, k=60, mode=mode, max_per_doc=60, **filters)}
 
 
-def test_the_search_side_holds_exactly_the_stores_chunks(config: Config, tmp_path: Path) -> None:
-    with RAG.open(config=config) as opened:
-        summary = opened.index([corpus(tmp_path)], progress=False)
-        assert summary.added == len(ARTICLES)
-        assert_in_step(opened)
-        status = opened.status()
-        assert status["backend"] == (config.backend or "local")
-        if config.backend == "milvus":
-            assert status["milvus_uri"] == (config.milvus_uri or str(config.index_dir / "milvus.db"))
-            assert status["collection"].startswith("rag_")
+def test_the_search_side_holds_exactly_the_stores_chunks(indexed: tuple[RAG, int]) -> None:
+    opened, added = indexed
+    config = opened.config
+    assert added == len(ARTICLES)
+    assert_in_step(opened)
+    status = opened.status()
+    assert status["backend"] == (config.backend or "local")
+    if config.backend == "milvus":
+        assert status["milvus_uri"] == (config.milvus_uri or str(config.index_dir / "milvus.db"))
+        assert status["collection"].startswith("rag_")
 
 
-def test_dense_search_finds_an_article_by_its_own_words(config: Config, tmp_path: Path) -> None:
-    with RAG.open(config=config) as opened:
-        opened.index([corpus(tmp_path)], progress=False)
-        for article in ARTICLES:
-            best = opened.search(article["text"][:120], k=3, mode="dense")[0]
-            assert best.doc_id == article["id"]
-            assert best.dense_score is not None and best.dense_score > 0.5
-            assert best.text == opened.document(article["id"]).text[best.start : best.end]
+def test_dense_search_finds_an_article_by_its_own_words(indexed: tuple[RAG, int]) -> None:
+    opened, _ = indexed
+    for item in ARTICLES:
+        best = opened.search(item["text"][:120], k=3, mode="dense")[0]
+        assert best.doc_id == item["id"]
+        assert best.dense_score is not None and best.dense_score > 0.5
+        assert best.text == opened.document(item["id"]).text[best.start : best.end]
 
 
 @pytest.mark.parametrize(
@@ -235,34 +246,32 @@ def test_dense_search_finds_an_article_by_its_own_words(config: Config, tmp_path
     ],
 )
 def test_filters_restrict_dense_search_before_ranking(
-    config: Config, tmp_path: Path, filters: dict[str, Any], expected: set[str]
+    indexed: tuple[RAG, int], filters: dict[str, Any], expected: set[str]
 ) -> None:
-    with RAG.open(config=config) as opened:
-        opened.index([corpus(tmp_path)], progress=False)
-        assert found_docs(opened, "harbour town news", **filters) == expected
-        assert found_docs(opened, "harbour town news") == ALL
+    opened, _ = indexed
+    assert found_docs(opened, "harbour town news", **filters) == expected
+    assert found_docs(opened, "harbour town news") == ALL
 
 
-def test_keyword_search_ranks_by_bm25_under_filters(config: Config, tmp_path: Path) -> None:
-    with RAG.open(config=config) as opened:
-        opened.index([corpus(tmp_path)], progress=False)
-        if not has_bm25(config):
-            for mode in ("keyword", "hybrid"):
-                with pytest.raises(SearchError, match=r"has no full-text \(BM25\) search; use --mode dense"):
-                    opened.search("zebra", mode=mode)
-            return
-        passages = opened.search("Which animal escaped, a zebra?", k=5, mode="keyword")
-        assert passages[0].doc_id == "zebra"
-        scores = [p.keyword_score for p in passages]
-        assert all(s is not None and s > 0 for s in scores)
-        assert scores == sorted(scores, reverse=True)  # type: ignore[type-var]
-        assert "zebra" not in found_docs(opened, "zebra", mode="keyword", since="2021")
-        assert found_docs(opened, "harbour", mode="keyword", sources=["harbour-news.com"]) <= {
-            "quake", "budget", 'o\'brien "quoted"'
-        }  # fmt: skip
-        hybrid = opened.search("zebra keepers bakery", k=3, mode="hybrid")
-        assert hybrid[0].doc_id == "zebra"
-        assert hybrid[0].dense_score is not None and hybrid[0].keyword_score is not None
+def test_keyword_search_ranks_by_bm25_under_filters(indexed: tuple[RAG, int]) -> None:
+    opened, _ = indexed
+    if not has_bm25(opened.config):
+        for mode in ("keyword", "hybrid"):
+            with pytest.raises(SearchError, match=r"has no full-text \(BM25\) search; use --mode dense"):
+                opened.search("zebra", mode=mode)
+        return
+    passages = opened.search("Which animal escaped, a zebra?", k=5, mode="keyword")
+    assert passages[0].doc_id == "zebra"
+    scores = [p.keyword_score for p in passages]
+    assert all(s is not None and s > 0 for s in scores)
+    assert scores == sorted(scores, reverse=True)  # type: ignore[type-var]
+    assert "zebra" not in found_docs(opened, "zebra", mode="keyword", since="2021")
+    assert found_docs(opened, "harbour", mode="keyword", sources=["harbour-news.com"]) <= {
+        "quake", "budget", 'o\'brien "quoted"'
+    }  # fmt: skip
+    hybrid = opened.search("zebra keepers bakery", k=3, mode="hybrid")
+    assert hybrid[0].doc_id == "zebra"
+    assert hybrid[0].dense_score is not None and hybrid[0].keyword_score is not None
 
 
 def test_an_answer_cites_the_article_that_holds_it(config: Config, tmp_path: Path) -> None:
@@ -356,7 +365,7 @@ def test_the_milvus_settings_come_from_flags_the_environment_and_the_config_file
     assert Config.load(file=toml, env={}).milvus_uri == "from-file.db"
     env = {"RAG_BACKEND": "milvus", "RAG_MILVUS_URI": "http://127.0.0.1:1", "RAG_MILVUS_TOKEN": "secret"}
     loaded = Config.load(env=env)
-    assert (loaded.backend, loaded.parts.milvus_uri) == ("milvus", "http://127.0.0.1:1")
+    assert (loaded.backend, loaded.milvus_uri) == ("milvus", "http://127.0.0.1:1")
     assert "secret" not in repr(loaded)  # the token is read when connecting, never a setting
     assert Config.load(file=toml, env={}, backend="local").backend == "local"
     with pytest.raises(ConfigError, match="backend='elastic' is unknown; choose one of local, milvus"):
