@@ -49,13 +49,18 @@ lint: $(BIN)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Test files run in parallel (pytest-xdist), each file whole on one worker, so a file's servers
+# and shared indexes start once. Two workers suit 2 cores; more cores: make test WORKERS=4.
+WORKERS ?= 2
+PYTEST := $(BIN)/pytest -q -n $(WORKERS) --dist loadfile
+
 test: lint
-	$(BIN)/pytest -q
+	$(PYTEST)
 
 # While working: the tests that start no server, no `rag` process and no real model (under a
 # minute on 2 cores). `make test` runs them all.
 test-fast: $(BIN)/.installed-test
-	$(BIN)/pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_index.py

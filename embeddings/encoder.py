@@ -92,6 +92,12 @@ class ModelLock:
         self._busy = False
         self._interactive_waiting = 0
 
+    @property
+    def interactive_waiting(self) -> int:
+        """How many interactive calls wait for the model now."""
+        with self._cond:
+            return self._interactive_waiting
+
     @contextmanager
     def hold(self, interactive: bool) -> Iterator[None]:
         with self._cond:

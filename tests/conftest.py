@@ -29,6 +29,20 @@ SAMPLE_ARTICLES = REPO / "examples" / "articles"
 NEWS = REPO / "examples" / "news"
 CHROMIUM = "/usr/bin/chromium"
 
+# The files that take longest (a minute or more on 2 cores), run first so that parallel workers
+# finish together instead of one starting a long file as the other runs out of work. Only the
+# order of whole files changes; within a file, tests keep theirs.
+LONGEST_FIRST = ("test_web_chat", "test_backends", "test_readme", "test_ui", "test_llm", "test_ray",
+                 "test_consistency", "test_crash", "test_web", "test_watch", "test_encoders")  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.stem
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order inside each file is kept
+
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
@@ -136,7 +150,11 @@ def free_port() -> int:
 def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 30) -> None:
     """Stop a server started with ``start_new_session=True`` and everything it started: SIGTERM to
     its process group, SIGKILL if it outlives ``grace_s``."""
-    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:  # the group is gone already
+        proc.wait(10)
+        return
     try:
         proc.wait(grace_s)
     except subprocess.TimeoutExpired:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -170,6 +171,15 @@ def test_writes_wait_for_the_lock_and_the_saved_file_is_exact(config: Config, tm
     corpus(tmp_path / "f", 0, 3)
     with RAG.open(config=config) as rag:
         rag.index([tmp_path / "f"], progress=False)
+    waiting = threading.Event()
+
+    class Heard(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "waiting for it" in record.getMessage():
+                waiting.set()
+
+    heard = Heard()
+    logging.getLogger("rag").addHandler(heard)
     with open(config.index_dir / "write.lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         with RAG.open(config=config) as rag:
@@ -178,10 +188,11 @@ def test_writes_wait_for_the_lock_and_the_saved_file_is_exact(config: Config, tm
                 target=lambda: (rag.index([corpus(tmp_path / "g", 40, 1)], progress=False), done.set())
             )
             worker.start()
-            time.sleep(0.5)
+            assert waiting.wait(60), "the writer never said it waits for the lock"
             assert not done.is_set(), "a writer went ahead without the lock"
             fcntl.flock(held, fcntl.LOCK_UN)
             worker.join(30)
+    logging.getLogger("rag").removeHandler(heard)
     assert done.is_set()
     assert_consistent(config.index_dir)
 

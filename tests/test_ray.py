@@ -43,7 +43,14 @@ def ray_head() -> Iterator[tuple[str, Path]]:
             time.sleep(0.5)
         yield f"127.0.0.1:{port}", temp
     finally:
-        stop_group(head)
+        # SIGTERM to `ray start --block` alone: it drains the node through its GCS and stops its
+        # own processes (about 2 s). Sent to the whole group, the GCS died first and the drain
+        # waited 30 s for it.
+        head.terminate()
+        try:
+            head.wait(60)
+        finally:
+            stop_group(head)  # whatever outlived it
 
 
 def rag(*args: str) -> subprocess.CompletedProcess[str]:

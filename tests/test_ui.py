@@ -174,6 +174,7 @@ def test_twenty_concurrent_users_each_get_their_own_right_answers(server: Server
 def ask_in_page(page: object, question: str) -> None:
     page.fill("#question textarea", question)  # type: ignore[attr-defined]
     page.click("#ask")  # type: ignore[attr-defined]
+    page.wait_for_function("document.querySelector('#question textarea').value === ''")  # type: ignore[attr-defined]
 
 
 def test_browser_shows_the_answer_and_its_highlighted_span(server: Server, browser: object) -> None:
@@ -197,7 +198,10 @@ def test_a_hostile_document_shows_as_text_and_runs_nothing(server: Server, brows
     page.wait_for_selector("#question textarea")
     ask_in_page(page, "What does the hostile article explain about the zanzibar protocol?")
     page.wait_for_selector("#sources mark", timeout=60_000)
-    page.wait_for_timeout(500)  # give any injected handler time to run
+    # Nothing could run: no element of the answer or its sources carries a script or a handler.
+    handlers = ("Array.from(document.querySelectorAll('#sources *, #chat *')).some(e => e.tagName === 'SCRIPT'"
+                " || Array.from(e.attributes).some(a => a.name.startsWith('on')))")  # fmt: skip
+    assert page.evaluate(handlers) is False
     assert page.evaluate("typeof window.__xss") == "undefined"
     shown = page.inner_text("#sources") + page.inner_text("#chat")
     assert "<script>window.__xss = 1</script>" in shown
@@ -275,7 +279,8 @@ def test_a_question_written_as_a_markdown_image_shows_as_text_and_fetches_nothin
         page.wait_for_selector("#question textarea")
         ask_in_page(page, question)
         page.wait_for_function("document.querySelector('#chat').innerText.includes('![x](http')", timeout=30_000)
-        page.wait_for_timeout(1000)
+        final = "document.querySelector('#chat a.rag-cite') || document.querySelector('#chat').innerText.includes"
+        page.wait_for_function(f"{final}('do not contain the answer')", timeout=60_000)  # any image is in by now
         assert page.locator("#chat img").count() == 0
         assert fetched == [], f"the browser fetched {fetched}"
     finally:

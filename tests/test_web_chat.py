@@ -54,8 +54,16 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def ask(page: Any, question: str) -> None:
+    """Ask, and wait until the page took the question (it empties the box as it does)."""
     page.fill("#question textarea", question)
     page.click("#ask")
+    page.wait_for_function("document.querySelector('#question textarea').value === ''", timeout=90_000)
+
+
+def settled(page: Any) -> None:
+    """Wait for the answer's final render (its citation links come last) and the page's fonts."""
+    page.wait_for_selector("#chat a.rag-cite", timeout=90_000)
+    page.evaluate("document.fonts.ready.then(() => true)")
 
 
 def answered(page: Any, words: str) -> None:
@@ -86,9 +94,8 @@ def test_answers_render_cleanly_and_citations_open_the_reader_at_the_span(served
     page.click("#sources a.rag-open")
     span = page.wait_for_selector("#reader mark#rag-span", timeout=30_000)
     assert span.inner_text() == "The U.S. Federal Reserve kept its benchmark rate at 3.75% on Wednesday."
-    page.wait_for_timeout(800)
-    assert page.evaluate("(() => { const r = document.getElementById('rag-span').getBoundingClientRect();"
-                         " return r.top >= 0 && r.bottom <= window.innerHeight; })()")  # fmt: skip
+    page.wait_for_function("(() => { const r = document.getElementById('rag-span').getBoundingClientRect();"
+                           " return r.top >= 0 && r.bottom <= window.innerHeight; })()", timeout=10_000)  # fmt: skip
     assert "# Fed" not in page.inner_text("#reader")  # a heading's #s are not shown
 
 
@@ -157,12 +164,13 @@ def test_an_empty_start_then_upload_then_ask_and_a_refused_docx(browser: Any, tm
         page.click("#add-documents")
         docx = write(tmp_path / "report.docx", "PK not really a word file")
         page.set_input_files("#upload input[type=file]", str(docx))
-        page.wait_for_timeout(1500)
-        if page.locator("#index-files").is_visible():
-            page.click("#index-files")
+        # The browser refuses the type at once (a notice), or lists the file; either way "Index
+        # these files" then sends what the box holds, and the report says what became of it.
         said = "document.body.innerText.includes('report.docx')"
         refused = "document.body.innerText.toLowerCase().includes('invalid file type')"
         page.wait_for_function(f"{said} || {refused}", timeout=30_000)
+        page.click("#index-files")
+        page.wait_for_function("document.querySelector('#upload-report').innerText.trim() !== ''", timeout=60_000)
         uploads = tmp_path / "new-index" / "uploads"
         assert not uploads.exists() or not any(p.suffix == ".docx" for p in uploads.iterdir())
 
@@ -171,7 +179,9 @@ def test_an_empty_start_then_upload_then_ask_and_a_refused_docx(browser: Any, tm
         page.get_by_role("tab", name="Documents").click()
         page.click("#add-documents")
         page.set_input_files("#upload input[type=file]", str(note))
-        page.wait_for_timeout(1000)
+        # Listed once the upload reached the server; the button sends what is listed.
+        page.wait_for_function("document.querySelector('#upload .file-preview')?.innerText.includes('harbour.md')",
+                               timeout=60_000)  # fmt: skip
         page.click("#index-files")
         page.wait_for_function("document.querySelector('#upload-report').innerText.includes('1 added')",
                                timeout=120_000)  # fmt: skip
@@ -198,7 +208,7 @@ def test_screenshots(served: Served, browser: Any, name: str, viewport: tuple[in
         page.wait_for_selector("#sources mark")
     else:  # the chat takes the screen; sources wait in their drawer
         assert page.evaluate("document.querySelector('#sources-panel.open') === null")
-    page.wait_for_timeout(1000)
+    settled(page)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / name), full_page=viewport[0] < 700)
     assert (ARTIFACTS / name).stat().st_size > 10_000
@@ -237,7 +247,7 @@ def test_a_syndicated_story_is_cited_once_and_names_the_other_outlet(
         href = page.get_attribute("#sources .rag-also a", "href")
         assert href in ("https://globalwire.example/story/dengue", "https://riverside.example/2026/dengue/")
         assert page.inner_text("#sources").count("Dengue cases rise in southern Europe") == 1  # one copy cited
-        page.wait_for_timeout(500)
+        settled(page)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / name), full_page=viewport[0] < 700)
     finally:

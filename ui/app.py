@@ -136,8 +136,10 @@ def build_app(service: ChatService, exports: ExportFiles) -> "gr.Blocks":
 
         inputs = [question, chat, collection, conversation, k, mode, since, until, answerer]
         outputs = [chat, sources, conversation, question, saved]
-        asked = [question.submit(respond, inputs, outputs, api_visibility="private"),
-                 send.click(respond, inputs, outputs, api_visibility="private")]  # fmt: skip
+        # A question asked while the last answer is still finishing runs after it (Gradio's
+        # default, "once", dropped it silently and left it in the box).
+        queued: dict[str, Any] = {"api_visibility": "private", "trigger_mode": "always_last"}
+        asked = [question.submit(respond, inputs, outputs, **queued), send.click(respond, inputs, outputs, **queued)]
         stop.click(None, None, None, cancels=asked)  # type: ignore[arg-type]
 
         def start_new(request: gr.Request) -> Any:
@@ -264,11 +266,14 @@ def serve(
     from ui.openai_api import OpenAIEndpoint, add_routes
 
     service = ChatService(configs)
+    repairs: list[threading.Thread] = []
     for collection in service.collections.values():
         if collection.rag is not None:
             # A vector file left out of step by a killed `rag index` is saved again once the
             # write lock is free; until then searches bring the in-memory copy in step.
-            threading.Thread(target=_repair_vectors, args=(collection.rag,), daemon=True).start()
+            repair = threading.Thread(target=_repair_vectors, args=(collection.rag,), name="rag-repair", daemon=True)
+            repair.start()
+            repairs.append(repair)
     threading.Thread(target=service.warm_up, name="rag-warm-up", daemon=True).start()
     exports = ExportFiles(Path(next(iter(configs.values())).index_dir) / EXPORTS)
     app = build_app(service, exports)
@@ -312,3 +317,6 @@ def serve(
           flush=True)  # fmt: skip
     # Open streams (the web chat holds one per tab) would otherwise hold up a stop forever.
     uvicorn.run(server, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+    # A stop lets a repair under way finish (briefly), so what it reports reaches the log.
+    for repair in repairs:
+        repair.join(timeout=10)
