@@ -179,9 +179,11 @@ def test_an_empty_start_then_upload_then_ask_and_a_refused_docx(browser: Any, tm
         page.get_by_role("tab", name="Documents").click()
         page.click("#add-documents")
         page.set_input_files("#upload input[type=file]", str(note))
-        # Listed once the upload reached the server; the button sends what is listed.
-        page.wait_for_function("document.querySelector('#upload .file-preview')?.innerText.includes('harbour.md')",
-                               timeout=60_000)  # fmt: skip
+        # Listed (name, size) once it reached the server; "Uploading 1 file..." until then.
+        uploaded = ("(() => { const u = document.querySelector('#upload');"
+                    " return u.querySelector('.file-preview .stem')?.innerText === 'harbour'"
+                    " && !u.innerText.includes('Uploading'); })()")  # fmt: skip
+        page.wait_for_function(uploaded, timeout=60_000)
         page.click("#index-files")
         page.wait_for_function("document.querySelector('#upload-report').innerText.includes('1 added')",
                                timeout=120_000)  # fmt: skip
@@ -217,41 +219,45 @@ def test_screenshots(served: Served, browser: Any, name: str, viewport: tuple[in
         assert colour == "rgb(255, 251, 235)"
 
 
+@pytest.fixture(scope="module")
+def syndicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A server over a story published twice (two outlets) and one other article."""
+    root = tmp_path_factory.mktemp("syndicated")
+    site = REPO / "examples" / "site"
+    with RAG.open(root / "index") as rag:
+        rag.index([site / "dengue.html", site / "dengue-local.html", site / "fed-rates.html"], progress=False)
+    server = Served(root / "index", root)
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.mark.parametrize(
     ("name", "viewport", "scheme"),
     [("also-desktop.png", (1280, 860), "light"), ("also-dark.png", (1280, 860), "dark"),
      ("also-mobile.png", (400, 820), "light")],
 )  # fmt: skip
 def test_a_syndicated_story_is_cited_once_and_names_the_other_outlet(
-    tmp_path: Path, browser: Any, name: str, viewport: tuple[int, int], scheme: str
+    syndicated: Served, browser: Any, name: str, viewport: tuple[int, int], scheme: str
 ) -> None:
-    site = REPO / "examples" / "site"
-    index_dir = tmp_path / "index"
-    with RAG.open(index_dir) as rag:
-        rag.index([site / "dengue.html", site / "dengue-local.html", site / "fed-rates.html"], progress=False)
-    server = Served(index_dir, tmp_path)
-    server.start()
-    try:
-        page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=scheme)
-        page.goto(server.url + ("?__theme=dark" if scheme == "dark" else ""))
-        page.wait_for_selector("#question textarea")
-        ask(page, "How many dengue cases were reported in Europe?")
-        answered(page, "412")
-        if viewport[0] < 700:  # on a phone the sources wait in their drawer: open it from a citation
-            # The citation link comes with the final render, after the streamed text (slow under load).
-            page.wait_for_selector("#chat a.rag-cite", timeout=90_000)
-            page.click("#chat a.rag-cite")
-        also = page.wait_for_selector("#sources .rag-also", state="visible", timeout=30_000)
-        text = also.inner_text()
-        assert text.startswith("Also published by ") and ("Global Wire" in text or "Riverside Local News" in text)
-        href = page.get_attribute("#sources .rag-also a", "href")
-        assert href in ("https://globalwire.example/story/dengue", "https://riverside.example/2026/dengue/")
-        assert page.inner_text("#sources").count("Dengue cases rise in southern Europe") == 1  # one copy cited
-        settled(page)
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / name), full_page=viewport[0] < 700)
-    finally:
-        server.stop()
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=scheme)
+    page.goto(syndicated.url + ("?__theme=dark" if scheme == "dark" else ""))
+    page.wait_for_selector("#question textarea")
+    ask(page, "How many dengue cases were reported in Europe?")
+    answered(page, "412")
+    if viewport[0] < 700:  # on a phone the sources wait in their drawer: open it from a citation
+        # The citation link comes with the final render, after the streamed text (slow under load).
+        page.wait_for_selector("#chat a.rag-cite", timeout=90_000)
+        page.click("#chat a.rag-cite")
+    also = page.wait_for_selector("#sources .rag-also", state="visible", timeout=30_000)
+    text = also.inner_text()
+    assert text.startswith("Also published by ") and ("Global Wire" in text or "Riverside Local News" in text)
+    href = page.get_attribute("#sources .rag-also a", "href")
+    assert href in ("https://globalwire.example/story/dengue", "https://riverside.example/2026/dengue/")
+    assert page.inner_text("#sources").count("Dengue cases rise in southern Europe") == 1  # one copy cited
+    settled(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=viewport[0] < 700)
 
 
 def test_an_export_downloads_and_is_kept_owner_only_in_the_index_folder(served: Served, browser: Any) -> None:
