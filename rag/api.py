@@ -7,8 +7,8 @@
 An index folder holds ``store.sqlite`` (the source of truth) and, derived from it,
 ``vectors.faiss`` and the tantivy keyword index ``keywords/`` (``rag.storage.keyword_index``). With
 ``backend = "milvus"`` a Milvus collection takes the place of both (``rag.search.milvus``); the
-store stays the source of truth. Searches go through
-``search_backend`` and writes through ``sync`` (``rag.search.sync``), one object per backend.
+store stays the source of truth. Searches go through ``parts.search_backend`` and writes
+through ``parts.sync`` (``rag.search.sync``), one object per backend.
 
 The facade composes the stages and holds no machinery of its own: the parts of an open index
 (model, backend, retriever, writer lock) are built in ``rag.parts``, a question is answered by
@@ -17,7 +17,6 @@ The facade composes the stages and holds no machinery of its own: the parts of a
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,8 +39,6 @@ if TYPE_CHECKING:
 
 # Re-exported: callers catch these and name these files through the facade.
 __all__ = ["RAG", "STORE_FILE", "UPLOADS", "AmbiguousError", "IndexMismatchError", "NoIndexError", "NotFoundError"]
-
-log = logging.getLogger("rag")
 
 
 class IndexMismatchError(RuntimeError):

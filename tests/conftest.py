@@ -4,6 +4,7 @@ tests marked ``slow`` use the real bundled model, still fully offline."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -186,16 +187,27 @@ def wait_for_http(url: str, proc: subprocess.Popen[bytes], what: str, log: Path,
         time.sleep(0.25)
 
 
+def served_url(proc: subprocess.Popen[bytes], log: Path, what: str, limit_s: float = 120) -> str:
+    """The address a `rag serve --port 0` printed (the free port it bound itself, so no other
+    program can take it between a probe and the bind), once the server answers there."""
+    started = time.monotonic()
+    while not (found := re.search(r"Web chat on (http://\S+/) ;", log.read_text(errors="replace"))):
+        if proc.poll() is not None or time.monotonic() - started > limit_s:
+            state = "exited" if proc.poll() is not None else f"printed no address within {limit_s:.0f} s"
+            raise AssertionError(f"{what} {state}; its log ends:\n{log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.1)
+    wait_for_http(found.group(1), proc, what, log, limit_s)
+    return found.group(1)
+
+
 @contextmanager
 def running_serve(index_dir: Path, log: Path, env: dict[str, str], *args: str) -> Iterator[str]:
     """A real `rag serve` on a free port of 127.0.0.1, answering; yields its URL, stops it after."""
-    port = free_port()
     proc = start_server(
-        [sys.executable, "-m", "rag.cli", "serve", "--index-dir", str(index_dir), "--port", str(port), *args], log, env
+        [sys.executable, "-m", "rag.cli", "serve", "--index-dir", str(index_dir), "--port", "0", *args], log, env
     )
-    url = f"http://127.0.0.1:{port}/"
     try:
-        wait_for_http(url, proc, " ".join(["rag serve", *args]), log)
+        url = served_url(proc, log, " ".join(["rag serve", *args]))
         yield url
     finally:
         proc.terminate()

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from rag.cli import build_parser
-from tests.conftest import REPO, free_port, start_server, wait_for_http
+from tests.conftest import REPO, served_url, start_server, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -113,13 +113,11 @@ def run_all(
 
 def serve(line: str, cwd: Path, env: dict[str, str]) -> str:
     """Start a README `rag serve` line on a free port, check that it answers, stop it."""
-    port = free_port()
-    log = cwd / f"serve-{port}.log"
-    command = line.split("#")[0].strip() + f" --port {port}"
+    log = cwd / f"serve-{len(list(cwd.glob('serve-*.log')))}.log"
+    command = line.split("#")[0].strip() + " --port 0"  # any free port; the server prints which
     proc = start_server(["bash", "-c", f"cd {cwd} && exec {command}"], log, env)
     try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_for_http(url, proc, command, log)
+        url = served_url(proc, log, command)
         key = "alice:secret" if "--auth alice:secret" in line else "any"
         models = httpx.get(url + "v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=30)
         assert models.status_code == 200 and models.json()["data"][0]["id"] == "rag"

@@ -19,7 +19,7 @@ import pytest
 
 from rag import RAG
 from rag.types import Answer, Citation, Passage
-from tests.conftest import REPO, SAMPLE_ARTICLES, free_port, running_serve, start_server, wait_for_http, write
+from tests.conftest import REPO, SAMPLE_ARTICLES, running_serve, served_url, start_server, write
 from ui.render import answer_message, sources_html
 
 pytestmark = pytest.mark.slow  # a real `rag serve` with the real model
@@ -224,15 +224,14 @@ def test_basic_auth_guards_the_chat_and_the_api(server: Server, tmp_path: Path) 
 def test_an_llm_answer_streams_into_the_chat(server: Server, browser: object, tmp_path: Path) -> None:
     """With the bundled SmolLM2 offered, the reply appears piece by piece, then is checked:
     the tiny model rarely cites, so its sentences usually end flagged, which must show."""
-    port = free_port()
     log = tmp_path / "llm.log"
-    cmd = [sys.executable, "-m", "rag.cli", "serve", "--index-dir", str(server.index_dir), "--port", str(port),
+    cmd = [sys.executable, "-m", "rag.cli", "serve", "--index-dir", str(server.index_dir), "--port", "0",
            "--gguf", "smollm2"]  # fmt: skip
     proc = start_server(cmd, log, {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/", proc, "rag serve --gguf smollm2", log)
+        url = served_url(proc, log, "rag serve --gguf smollm2")
         page = browser.new_page()  # type: ignore[attr-defined]
-        page.goto(f"http://127.0.0.1:{port}/")
+        page.goto(url)
         page.wait_for_selector("#question textarea")
         page.get_by_role("button", name="Settings ▼").click()
         page.click("label:has-text('llm')")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from rag import RAG
-from tests.conftest import REPO, free_port, news_index, start_server, wait_for_http, write
+from tests.conftest import REPO, news_index, served_url, start_server, write
 
 pytestmark = pytest.mark.slow
 
@@ -27,17 +27,17 @@ class Served:
 
     def __init__(self, index_dir: Path, log_dir: Path) -> None:
         self.index_dir, self.log_dir = index_dir, log_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
+        self.url = ""  # the first start takes any free port; later ones the same
         self.proc: Any = None
         self.starts = 0
 
     def start(self) -> None:
         self.starts += 1
         log = self.log_dir / f"serve-{self.starts}.log"
+        port = self.url.rstrip("/").rsplit(":", 1)[-1] if self.url else "0"
         self.proc = start_server([sys.executable, "-m", "rag.cli", "serve", "--index-dir", str(self.index_dir),
-                                  "--port", str(self.port)], log, ENV)  # fmt: skip
-        wait_for_http(self.url, self.proc, "rag serve", log)
+                                  "--port", port], log, ENV)  # fmt: skip
+        self.url = served_url(self.proc, log, "rag serve")
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -10,6 +10,7 @@ Gradio is imported inside the functions, so importing this module loads nothing 
 
 # No `from __future__ import annotations` here: Gradio reads the handlers' annotations
 # (gr.Request, gr.SelectData) at run time, and gradio is imported inside build_app.
+import socket
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -311,12 +312,19 @@ def serve(
     # never sets it, and the upload endpoint then copied any server path it was given (a FIFO
     # there froze every request). Mark it launched so the check runs before any file is opened.
     app.has_launched = True
+    # The socket is bound here, not by uvicorn, so that port 0 (any free port) can be printed as
+    # the port it became: a script or a test reads the address instead of guessing a free port.
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    port = listener.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     print(f"Web chat on http://{shown}:{port}/ ; OpenAI-compatible API on http://{shown}:{port}/v1 "
           f"(models {', '.join(repr(n) for n in service.names)}{', API key USER:PASSWORD' if auth else ''})",
           flush=True)  # fmt: skip
     # Open streams (the web chat holds one per tab) would otherwise hold up a stop forever.
-    uvicorn.run(server, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+    settings = uvicorn.Config(server, log_level="warning", timeout_graceful_shutdown=3)
+    uvicorn.Server(settings).run(sockets=[listener])
     # A stop lets a repair under way finish (briefly), so what it reports reaches the log.
     for repair in repairs:
         repair.join(timeout=10)

@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--collection", action="append", default=[], metavar="NAME=FOLDER",
         help="serve another index folder too, as collection NAME (repeatable); each conversation picks one",
     )  # fmt: skip
-    serve.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    serve.add_argument("--port", type=int, default=7860, help="port (default 7860; 0: any free one, printed)")
     serve.add_argument("--auth", metavar="USER:PASSWORD", help="require this login (default: $RAG_AUTH, else none)")
     serve.add_argument("--llm-url", help="OpenAI-compatible base URL, to offer the llm answerer")
     serve.add_argument("--llm-model", help="model name to send to that server")
