@@ -99,6 +99,33 @@ def test_answers_render_cleanly_and_citations_open_the_reader_at_the_span(served
     assert "# Fed" not in page.inner_text("#reader")  # a heading's #s are not shown
 
 
+def test_an_answer_asked_for_while_the_page_loads_stays(served: Served, browser: Any) -> None:
+    """The page's load event (which reopens a saved conversation) is held back until a question
+    asked meanwhile has its answer; its late reply must not empty that chat (on a loaded machine
+    it arrived last and did)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    held: list[Any] = []
+
+    def hold_the_first(route: Any) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/gradio_api/queue/join*", hold_the_first)
+    with page.expect_request("**/gradio_api/queue/join*"):
+        page.goto(served.url)
+    page.wait_for_selector("#question textarea")
+    ask(page, "What rate did the Fed keep?")
+    answered(page, "3.75%")
+    assert len(held) == 1
+    with page.expect_response("**/gradio_api/queue/join*"):
+        held[0].continue_()
+    page.wait_for_function("document.querySelector('#saved').innerText.includes('What rate did the Fed keep?')")
+    settled(page)
+    assert "3.75%" in page.inner_text("#chat")
+
+
 def test_a_conversation_survives_a_reload_and_a_server_restart(served: Served, browser: Any) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()

@@ -160,9 +160,12 @@ def build_app(service: ChatService, exports: ExportFiles) -> "gr.Blocks":
         saved.input(reopen, [saved], [chat, sources, conversation, collection, saved], api_visibility="private")
 
         def on_load(key: str, request: gr.Request) -> Any:
-            """After a reload or a restart: the list, and the conversation that was open."""
+            """After a reload or a restart: the list, and the conversation that was open. With none
+            open, the chat is left alone: a question asked while the page was still loading may
+            already have its answer (and its new conversation) there, which [] and "" erased."""
             if not key:
-                return [], gr.skip(), "", gr.skip(), conversation_list(request)
+                choices = gr.update(choices=service.conversation_choices(_user(request)))  # the choice kept
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), choices
             chat_, sources_, key_, name, _ = reopen(key, request)
             return chat_, sources_, key_, name, conversation_list(request, key_ or None)
 
