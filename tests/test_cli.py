@@ -328,3 +328,11 @@ def test_shell_completion_completes_commands_and_options(tmp_path: Path) -> None
     assert complete("li") == ["list"]
     assert set(complete("list", "--so")) == {"--source", "--sort"}
     assert "--history" in complete("ask", "--hi")
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_port_that_is_not_one_is_a_usage_error(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["serve", "--port", port])
+    assert stopped.value.code == 2
+    assert f"argument --port: '{port}' is not a port; give 0 to 65535" in capsys.readouterr().err

@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 
 from rag import RAG, Config
+from rag.config import WebSettings
+from rag.ingest.address_guard import FetchError, is_public
 from rag.ingest.sources import read_bounded
-from rag.ingest.web import Fetcher, FetchError, WebSettings, is_public
+from rag.ingest.web import Fetcher
 from tests.conftest import write
 from tests.local_site import LocalSite, Route
 from ui.service import ChatService

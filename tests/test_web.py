@@ -18,9 +18,10 @@ import pytest
 
 from rag.api import RAG
 from rag.cli.console import print_answer
-from rag.config import Config, ConfigError
+from rag.config import Config, ConfigError, WebSettings
 from rag.ingest import web
-from rag.ingest.web import Fetcher, FetchError, WebSettings
+from rag.ingest.address_guard import FetchError
+from rag.ingest.web import Fetcher
 from rag.types import IndexSummary
 from tests.conftest import assert_consistent
 from tests.local_site import LocalSite, Route, atom, rss, sitemap, sitemap_index

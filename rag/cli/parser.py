@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--collection", action="append", default=[], metavar="NAME=FOLDER",
         help="serve another index folder too, as collection NAME (repeatable); each conversation picks one",
     )  # fmt: skip
-    serve.add_argument("--port", type=int, default=7860, help="port (default 7860; 0: any free one, printed)")
+    serve.add_argument("--port", type=_port, default=7860, help="port (default 7860; 0: any free one, printed)")
     serve.add_argument("--auth", metavar="USER:PASSWORD", help="require this login (default: $RAG_AUTH, else none)")
     serve.add_argument("--llm-url", help="OpenAI-compatible base URL, to offer the llm answerer")
     serve.add_argument("--llm-model", help="model name to send to that server")
@@ -251,6 +251,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(serve)
     return parser
+
+
+def _port(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535, said plainly instead of a traceback from bind()."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port; give 0 to 65535 (0: any free port)")
+    return port
 
 
 def _ray_options(parser: argparse.ArgumentParser) -> None:

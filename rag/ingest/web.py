@@ -43,12 +43,9 @@ from rag.ingest.address_guard import (
     FetchError,
     first_not_public,
     guarded_transport,
-    is_public,
     refused,
     resolve,
 )
-
-__all__ = ["FetchError", "WebSettings", "is_public"]  # re-exported: callers catch and build them through this module
 
 MAX_REDIRECTS = 5
 ROBOTS_MAX_BYTES = 500_000
