@@ -9,6 +9,7 @@ occurrence of the answer text; those that cannot be found are counted, never gue
 from __future__ import annotations
 
 import json
+import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,9 @@ from pathlib import Path
 from rag.types import Document
 
 PARAGRAPH_SEPARATOR = "\n\n"
+# A quarter of each set's documents is held out, always the same quarter.
+HELD_OUT_SHARE = 0.25
+HELD_OUT_SEED = 2
 
 
 @dataclass(frozen=True)
@@ -58,13 +62,32 @@ def _anchor(context: str, text: str, start: int) -> tuple[int, int] | None:
     return min(hits, key=lambda h: abs(h[0] - start)) if hits else None
 
 
-def load_squad(path: str | Path, prefix: str | None = None) -> QuestionSet:
+def held_out_ids(qset: QuestionSet, share: float = HELD_OUT_SHARE, seed: int = HELD_OUT_SEED) -> set[str]:
+    """The documents set aside for measuring: a fixed random ``share`` of them. The reader is
+    trained on the others (``eval.train_reader``) and the benchmarks measure on these, so both
+    must take them from here."""
+    ids = sorted(d.id for d in qset.documents)
+    random.Random(seed).shuffle(ids)
+    return set(ids[: int(len(ids) * share)])
+
+
+def load_squad(path: str | Path, prefix: str | None = None, per_paragraph: bool = False) -> QuestionSet:
+    """``per_paragraph`` makes every paragraph its own document, for sets that hold many short
+    texts in one SQuAD "article" (SQuADShifts Reddit: 2,035 posts in one)."""
     path = Path(path)
     data = json.loads(path.read_text(encoding="utf-8"))
     prefix = prefix or re.sub(r"[^A-Za-z0-9]+", "-", path.stem).strip("-")
     documents: list[Document] = []
     questions: list[Question] = []
     reanchored = unanchored = 0
+    if per_paragraph:
+        data = {
+            "data": [
+                {"title": f"{article.get('title') or path.stem} {i}", "paragraphs": [paragraph]}
+                for article in data["data"]
+                for i, paragraph in enumerate(article["paragraphs"])
+            ]
+        }
     for number, article in enumerate(data["data"]):
         doc_id = f"{prefix}-{number:04d}"
         title = str(article.get("title") or f"{path.stem} article {number}")
