@@ -182,7 +182,7 @@ def _export(model_dir: Path, out: Path) -> None:
         raw.unlink()
     else:
         raw.rename(out / FP32_FILE)
-    _quantize(out / FP32_FILE, out / INT8_FILE)
+    quantize_int8(out / FP32_FILE, out / INT8_FILE)
     (out / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=1))
 
 
@@ -206,7 +206,7 @@ def _settings(model: Any, inputs: tuple[str, ...]) -> EncoderSettings:
     )
 
 
-def _quantize(source: Path, target: Path) -> None:
+def quantize_int8(source: Path, target: Path) -> None:
     import logging
 
     import onnx

@@ -1,0 +1,93 @@
+"""The reader's training pipeline: pairs split by document, the same on every run, and the
+whole recipe (train, export, quantise, measure, card, checksums) run end to end on a tiny set."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from embeddings.reader import CHECKSUM_FILE, MODEL_FILE, Reader
+from eval.squad import held_out_ids
+from eval.train_reader import build, load_set
+from tests.conftest import REPO
+
+TOWNS = ["Arlen", "Brisk", "Corve", "Dunmore", "Elby", "Farrow", "Glenn", "Harth"]
+
+
+def _tiny_set(folder: Path) -> Path:
+    """Eight one-paragraph articles, two questions each, in SQuAD format."""
+    data = []
+    for n, town in enumerate(TOWNS):
+        context = (
+            f"{town} council met on Monday to discuss the new bridge. "
+            f"The {town} bridge will cost {n + 2}.5 million euros, officials said. "
+            f"Work on the bridge in {town} starts in {2030 + n}. "
+            "Residents have asked for a cycle lane on the bridge."
+        )
+        asked = [
+            (f"How much will the {town} bridge cost?", f"{n + 2}.5 million euros"),
+            (f"When does work on the {town} bridge start?", str(2030 + n)),
+        ]
+        qas = [
+            {"id": f"{town}-{i}", "question": q, "answers": [{"text": a, "answer_start": context.index(a)}]}
+            for i, (q, a) in enumerate(asked)
+        ]
+        data.append({"title": f"{town} bridge", "paragraphs": [{"context": context, "qas": qas}]})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bridges.json").write_text(json.dumps({"version": "1.1", "data": data}), encoding="utf-8")
+    return folder
+
+
+def test_pairs_are_split_by_document_and_the_same_on_every_run(tmp_path: Path) -> None:
+    folder = _tiny_set(tmp_path / "sets")
+    train, held, counts = build(folder, seed=13)
+    again_train, again_held, _ = build(folder, seed=13)
+    assert (train, held) == (again_train, again_held)
+    qset = load_set(folder / "bridges.json")
+    held_docs = held_out_ids(qset)
+    assert counts["bridges"]["held_out_documents"] == len(held_docs) == 2
+    held_ids = {q.id for q in qset.questions if q.doc_id in held_docs}
+    assert {p.question_id for p in held} == held_ids
+    assert not {p.question_id for p in train} & held_ids
+    for pair in train + held:
+        answers = {a for q in qset.questions if q.id == pair.question_id for a in q.answers}
+        if pair.label:
+            assert pair.span is not None and pair.sentence[pair.span[0] : pair.span[1]] in answers
+        else:
+            assert not any(a in pair.sentence for a in answers)
+    # Hard negatives: the lead that restates the topic is among each question's negatives.
+    leads = [p for p in train if not p.label and "council met on Monday" in p.sentence]
+    assert leads
+
+
+@pytest.mark.slow
+def test_the_training_command_makes_a_reader_that_loads(tmp_path: Path) -> None:
+    folder = _tiny_set(tmp_path / "sets")
+    out = tmp_path / "model"
+    done = subprocess.run(
+        [sys.executable, "-m", "eval.train_reader", "--datasets", str(folder), "--out", str(out),
+         "--minutes", "0.05", "--eval-limit", "3"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name in (MODEL_FILE, CHECKSUM_FILE, "MODEL_CARD.md", "card.json", "training_log.jsonl", "training_curve.png"):
+        assert (out / name).is_file(), name
+    card = json.loads((out / "card.json").read_text(encoding="utf-8"))
+    assert card["held_out"]["bridges"]["questions"] == 3
+    assert card["known_pair"]["question"] and "relevance" in card["known_pair"]
+    reader = Reader(out)  # checksums verified
+    [scored] = reader.score("How much will it cost?", ["The bridge will cost 3.5 million euros."])
+    assert 0.0 <= scored.relevance <= 1.0
+
+
+def test_the_training_command_names_a_missing_datasets_folder(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "eval.train_reader", "--datasets", str(tmp_path / "nowhere")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "nowhere is not a folder of SQuAD-format JSON sets" in done.stderr
