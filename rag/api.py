@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.answering.backends import LLMBackend, backend_from_config
+from rag.answering.reading import load_reader
 from rag.chat.follow_ups import History
 from rag.chat.turn import Sources, answer_turn
 from rag.config import Config, IndexSettings
@@ -286,6 +287,7 @@ class RAG:
             encoder=lambda: self.encoder,
             rare_words=lambda words: self.retriever.rare_words(words),
             llm=lambda: self.llm,
+            reader=lambda: load_reader(self.config.reader),
         )
         return answer_turn(sources, question, history, answerer, filters, mode, k, max_per_doc)
 

@@ -118,6 +118,10 @@ class Config:
     # server) or llm_gguf (a GGUF file run in-process by llama-cpp-python).
     answerer: str = "extractive"
     answer_passages: int = 5
+    # The trained reader that picks answer sentences, reranks passages, marks the answer phrase
+    # and informs the gate: "shipped" (the weights in the repository), a folder made by
+    # `python -m eval.train_reader`, or "none" for the built-in scoring (README "The reader").
+    reader: str = "shipped"
     abstain_threshold: float = 0.5  # the evidence gate's P(answerable) below this: not in the documents
     llm_base_url: str | None = None
     llm_model: str = "default"

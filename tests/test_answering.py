@@ -14,6 +14,7 @@ import pytest
 
 from rag import RAG
 from rag.answering import NOT_IN_DOCUMENTS
+from rag.answering.evidence import FEATURES, READER_FEATURES
 from rag.answering.llm import LLMAnswerer, build_messages
 from rag.chat.follow_ups import heuristic_query, is_follow_up, llm_query
 from rag.search.query import SearchError
@@ -192,4 +193,11 @@ def test_the_gate_decides_before_the_llm_is_asked(news: RAG) -> None:
     strict._llm = backend
     answer = strict.ask("Who won the election?", answerer="llm")
     assert not answer.answerable and backend.seen == []  # the model was never called
-    assert set(answer.evidence) == {"score", "best_cosine", "best_coverage", "passage_coverage", "missing_rare"}
+    # The gate's features: the reader's by default, the built-in scoring's with reader = none.
+    assert set(answer.evidence) == {"score", "sentences_read", *READER_FEATURES}
+    assert answer.evidence["sentences_read"] >= 1
+    built_in = RAG(strict.config.replace(reader="none"), news.store, news.settings)
+    built_in._llm = backend
+    answer = built_in.ask("Who won the election?", answerer="llm")
+    assert not answer.answerable and backend.seen == []
+    assert set(answer.evidence) == {"score", "sentences_read", *FEATURES}

@@ -240,3 +240,18 @@ def answer_phrase(question: str, sentence: str, kind: str | None) -> Candidate |
     if not anchors and not any(fit.values()):
         return None
     return min(found, key=lambda c: (-fit[c], distance[c], c.start))
+
+
+# Questions whose answer is several facts: a reason ("why"), a list ("which cities", "what
+# are the reasons", "name the"), or two questions in one ("who ... and when ...").
+_SEVERAL = re.compile(
+    r"^\s*why\b|\bwhat (?:are|were) the\b|\b(?:which|what) (?:\w+ )?\w+s (?:are|were|have|had|did|do|will)\b"
+    r"|\b(?:list|name) (?:the|all)\b|\breasons?\b|\bwhat (?:caused|causes|led to)\b"
+    r"|\b(?:who|what|when|where|how)\b[^?]*\band (?:who|what|when|where|how|why)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_several(question: str) -> bool:
+    """Whether the answer is likely several sentences: a why, a list, or a two-part question."""
+    return bool(_SEVERAL.search(question))

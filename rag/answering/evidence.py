@@ -19,13 +19,15 @@ development sets with two kinds of negatives: questions about a topic absent fro
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from embeddings.reader import Scored
 from rag.answering.answer_types import expected_type, new_candidates
 from rag.answering.citations import SourceSentence, content_words, coverage, source_sentences
+from rag.answering.reading import Key, SentenceRead, key_of
 from rag.types import Passage
 
 # Selection score weights, fitted on the development sets (benchmarks/answer_quality.py).
@@ -53,6 +55,12 @@ GATE_BIAS = -6.57
 # At 0.5 near misses on COVID-QA are caught with recall 0.71 at precision 0.91 (README "Answer
 # quality" has the table for other thresholds; `abstain_threshold` sets it).
 DEFAULT_THRESHOLD = 0.5
+# The gate when the reader has read the sentences: best_relevance is the reader's probability
+# that the best sentence holds the answer; the other features as above. Fitted by
+# benchmarks/answer_quality.py --fit on the tuning half of the held-out documents.
+READER_FEATURES = ("best_relevance", "best_coverage", "passage_coverage", "missing_rare")
+READER_GATE_WEIGHTS = (6.0, 1.0, 1.0, -1.0)
+READER_GATE_BIAS = -3.5
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,8 @@ class Evidence:
     features: dict[str, float] = field(default_factory=dict)
     score: float = 0.0  # the gate's P(answerable)
     answerable: bool = False
+    # The reader's verdict per sentence (None where it did not read it, or when it is off).
+    read: tuple[Scored | None, ...] = ()
 
     @property
     def best(self) -> int | None:
@@ -74,8 +84,13 @@ class Evidence:
         return int(self.selection.argmax())
 
 
-def gate_score(features: dict[str, float], weights: Sequence[float] = GATE_WEIGHTS, bias: float = GATE_BIAS) -> float:
-    z = bias + sum(w * features[name] for w, name in zip(weights, FEATURES, strict=True))
+def gate_score(
+    features: dict[str, float],
+    weights: Sequence[float] = GATE_WEIGHTS,
+    bias: float = GATE_BIAS,
+    names: Sequence[str] = FEATURES,
+) -> float:
+    z = bias + sum(w * features[name] for w, name in zip(weights, names, strict=True))
     return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
 
@@ -86,12 +101,15 @@ def assess(
     threshold: float = DEFAULT_THRESHOLD,
     query_vector: np.ndarray | None = None,
     rare_words: Callable[[set[str]], set[str]] | None = None,
+    reading: Mapping[Key, SentenceRead] | None = None,
 ) -> Evidence:
     """Score the passages' sentences for ``question`` and decide whether they hold an answer.
 
     ``rare_words`` picks, from words of the question, those that are rare in the index; a
     question whose rare names or codes appear in no passage is likely about something the
-    documents do not cover ("What is the budget of Project Zephyr?").
+    documents do not cover ("What is the budget of Project Zephyr?"). ``reading``, the reader's
+    scores by sentence (``rag.answering.reading.read``), replaces the hand-written selection
+    score and feeds the reader's gate.
     """
     kind = expected_type(question)
     sentences = tuple(unique(source_sentences(passages)))
@@ -99,6 +117,8 @@ def assess(
     semantic = np.full(count, -1.0, dtype=np.float32)
     selection = np.full(count, -1.0, dtype=np.float32)
     prose = [i for i, s in enumerate(sentences) if not s.is_structure]
+    if reading is not None:
+        return _assess_read(question, kind, passages, sentences, reading, threshold, rare_words)
     if not prose:
         return Evidence(question, kind, sentences, selection, semantic, _features(0.0, 0.0, 0.0, 0.0))
     lexical = np.zeros(count, dtype=np.float32)
@@ -126,6 +146,49 @@ def assess(
     )
     score = gate_score(features)
     return Evidence(question, kind, sentences, selection, semantic, features, score, score >= threshold)
+
+
+def _assess_read(
+    question: str,
+    kind: str | None,
+    passages: Sequence[Passage],
+    sentences: tuple[SourceSentence, ...],
+    reading: Mapping[Key, SentenceRead],
+    threshold: float,
+    rare_words: Callable[[set[str]], set[str]] | None,
+) -> Evidence:
+    count = len(sentences)
+    semantic = np.full(count, -1.0, dtype=np.float32)
+    selection = np.full(count, -1.0, dtype=np.float32)
+    found = [None if s.is_structure else reading.get(key_of(s)) for s in sentences]
+    read = tuple(f.scored if f is not None else None for f in found)
+    for i, f in enumerate(found):
+        if f is not None:
+            selection[i] = f.selection
+    asked = content_words(question)
+    in_passages = set().union(*(content_words(p.text) for p in passages)) if passages else set()
+    best = int(selection.argmax()) if count else 0
+    features = reader_features(
+        read[best].relevance if count and read[best] is not None else 0.0,  # type: ignore[union-attr]
+        coverage(question, sentences[best].text) if count and selection[best] > -1 else 0.0,
+        len(asked & in_passages) / len(asked) if asked else 0.0,
+        missing_share(question, in_passages, rare_words),
+    )
+    if not count or float(selection.max()) <= -1.0:
+        return Evidence(question, kind, sentences, selection, semantic, features, 0.0, False, read)
+    score = gate_score(features, READER_GATE_WEIGHTS, READER_GATE_BIAS, READER_FEATURES)
+    return Evidence(question, kind, sentences, selection, semantic, features, score, score >= threshold, read)
+
+
+def reader_features(
+    best_relevance: float, best_coverage: float, passage_coverage: float, missing_rare: float
+) -> dict[str, float]:
+    return {
+        "best_relevance": max(0.0, best_relevance),
+        "best_coverage": best_coverage,
+        "passage_coverage": passage_coverage,
+        "missing_rare": missing_rare,
+    }
 
 
 def missing_share(question: str, in_passages: set[str], rare_words: Callable[[set[str]], set[str]] | None) -> float:

@@ -12,13 +12,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rag.answering import NOT_IN_DOCUMENTS, Draft
-from rag.answering.answer_types import answer_phrase
+from rag.answering.answer_types import answer_phrase, asks_for_several
 from rag.answering.citations import SourceSentence, citation_for
 from rag.answering.evidence import Evidence
 from rag.types import AnswerSentence, AnswerSpan, Passage
 
 # A neighbouring sentence joins the answer when it scores at least this share of the best.
 NEIGHBOUR_SHARE = 0.9
+# With the reader: a why, list or two-part question quotes up to this many sentences, each one
+# the reader judges to hold (part of) the answer. Fitted on the tuning half of the held-out
+# documents (benchmarks/answer_quality.py --fit).
+MAX_SENTENCES = 3
+SEVERAL_MIN = 0.5
+# The reader's answer phrase is marked when P(start) x P(end) is at least this.
+SPAN_MIN = 0.3
 
 
 class ExtractiveAnswerer:
@@ -30,16 +37,26 @@ class ExtractiveAnswerer:
             return Draft(text=NOT_IN_DOCUMENTS, answerable=False, sentences=(), citations=())
         sentences, scores = evidence.sentences, evidence.selection
         chosen = [best]
+        if evidence.read and asks_for_several(evidence.question):
+            # Every sentence the reader judges to answer, best first, not the lead that merely
+            # names the topic (it scores low with the reader).
+            answering = [
+                i for i, v in enumerate(evidence.read) if i != best and v is not None and v.relevance >= SEVERAL_MIN
+            ]
+            others = sorted(answering, key=lambda i: -scores[i])
+            chosen += others[: MAX_SENTENCES - 1]
         for other in (best - 1, best + 1):
             # Only the sentence right beside it in the same passage, so the answer reads on.
             if (
-                0 <= other < len(sentences)
+                len(chosen) < MAX_SENTENCES
+                and other not in chosen
+                and 0 <= other < len(sentences)
                 and not sentences[other].is_structure
                 and _adjacent(sentences[best], sentences[other])
                 and scores[other] >= NEIGHBOUR_SHARE * scores[best]
             ):
                 chosen.append(other)
-        chosen.sort(key=lambda i: sentences[i].start)
+        chosen.sort(key=lambda i: (sentences[i].passage, sentences[i].start))
         by_number = {i + 1: p for i, p in enumerate(passages)}
         citations = []
         answer_sentences = []
@@ -49,7 +66,13 @@ class ExtractiveAnswerer:
             # Verbatim source text supports itself fully.
             citations.append(citation_for(n, sentence, by_number[sentence.passage], 1.0))
             answer_sentences.append(AnswerSentence(sentence.text, (n,), 1.0, True))
-            if index == best:
+            if index == best and evidence.read:
+                read = evidence.read[index]
+                if read is not None and read.span is not None and read.span_confidence >= SPAN_MIN:
+                    a, b = read.span
+                    span = AnswerSpan(n, sentence.doc_id, sentence.start + a, sentence.start + b,
+                                      sentence.text[a:b], evidence.kind or "phrase")  # fmt: skip
+            elif index == best:
                 phrase = answer_phrase(evidence.question, sentence.text, evidence.kind)
                 if phrase is not None:
                     span = AnswerSpan(

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rag.answering import NOT_IN_DOCUMENTS, Draft
-from rag.answering.evidence import assess
+from rag.answering.answer_types import expected_type
+from rag.answering.citations import source_sentences
+from rag.answering.evidence import assess, unique
 from rag.answering.extractive import ExtractiveAnswerer
 from rag.answering.llm import LLMAnswerer
+from rag.answering.reading import read, rerank
 from rag.chat.follow_ups import History, heuristic_query, llm_query
 from rag.config import ANSWERERS, Config
 from rag.search.query import Filters, SearchError, check_k, check_question, check_unicode
@@ -25,6 +28,7 @@ from rag.types import Answer
 
 if TYPE_CHECKING:
     from embeddings import Encoder
+    from embeddings.reader import Reader
     from rag.answering.backends import LLMBackend
 
 
@@ -38,6 +42,7 @@ class Sources:
     encoder: Callable[[], Encoder]
     rare_words: Callable[[set[str]], set[str]]
     llm: Callable[[], LLMBackend]
+    reader: Callable[[], Reader | None] = lambda: None
 
 
 def check_turn(config: Config, question: str, history: History | None, answerer: str, k: int) -> None:
@@ -79,15 +84,26 @@ def answer_turn(
     retrieval = sources.retrieve(query, k, mode, filters, max_per_doc)
     timings.update({f"retrieval_{key}": value for key, value in retrieval.timings_ms.items()})
     started = time.perf_counter()
+    passages = list(retrieval.passages)
+    reader = sources.reader()
+    reading = None
+    if reader is not None and passages:
+        # The reader reads the best sentences once; the passages are reranked by them and the
+        # gate and the answerer use the same scores.
+        sentences = unique(source_sentences(passages))
+        reading = read(reader, query, sentences, expected_type(query))
+        passages = rerank(passages, sentences, reading)
+        timings["reader_ms"] = (time.perf_counter() - started) * 1000
     # One gate for every answerer: the evidence is weighed before anything is written.
     # Retrieval embedded the question already, unless it searched for a rewritten one.
     evidence = assess(
         query,
-        retrieval.passages,
+        passages,
         sources.encoder,
         threshold=config.abstain_threshold,
         query_vector=retrieval.query_vector,
         rare_words=sources.rare_words,
+        reading=reading,
     )
     timings["evidence_ms"] = (time.perf_counter() - started) * 1000
     started = time.perf_counter()
@@ -97,7 +113,7 @@ def answer_turn(
     elif name == "llm":
         written: Draft | None = None
         writer = LLMAnswerer(sources.llm(), sources.encoder, max_tokens=config.llm_max_tokens)
-        for piece in writer.stream(query, retrieval.passages):
+        for piece in writer.stream(query, passages):
             if isinstance(piece, str):
                 yield piece
             else:
@@ -105,7 +121,7 @@ def answer_turn(
         assert written is not None  # the stream always ends with the Draft
         draft = written
     else:
-        draft = ExtractiveAnswerer().answer(evidence, retrieval.passages)
+        draft = ExtractiveAnswerer().answer(evidence, passages)
         yield draft.text
     timings["answer_ms"] = (time.perf_counter() - started) * 1000
     timings["total_ms"] = (time.perf_counter() - began) * 1000
@@ -116,11 +132,11 @@ def answer_turn(
         answerable=draft.answerable,
         sentences=draft.sentences,
         citations=draft.citations,
-        passages=retrieval.passages,
+        passages=tuple(passages),
         timings_ms=timings,
         answerer=name,
         prompt=draft.prompt,
         raw_output=draft.raw_output,
         answer_span=draft.answer_span,
-        evidence={"score": evidence.score, **evidence.features},
+        evidence={"score": evidence.score, **evidence.features, "sentences_read": len(reading or {})},
     )

@@ -39,6 +39,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         chunk_overlap=getattr(args, "chunk_overlap", None),
         index_type=getattr(args, "index_type", None),
         reranker=getattr(args, "reranker", None),
+        reader=getattr(args, "reader", None),
         ray_address=getattr(args, "ray", None),
         ray_workers=getattr(args, "ray_workers", None),
         backend=getattr(args, "backend", None),

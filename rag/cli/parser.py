@@ -216,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--reranker", metavar="MODEL", help="a CrossEncoder (name or folder) to re-score candidates (default: off)"
     )
+    _reader_option(evaluate)
     _common(evaluate)
 
     completion = commands.add_parser(
@@ -249,8 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--reranker", metavar="MODEL", help="a CrossEncoder (name or folder) to re-score candidates (default: off)"
     )
+    _reader_option(serve)
     _common(serve)
     return parser
+
+
+def _reader_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reader", metavar="FOLDER",
+        help="the reader that picks answer sentences: 'shipped' (default), a folder made by "
+        "`python -m eval.train_reader`, or 'none' for the built-in scoring",
+    )  # fmt: skip
 
 
 def _port(text: str) -> int:
@@ -314,3 +324,4 @@ def _answer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reranker", metavar="MODEL", help="a CrossEncoder (name or folder) to re-score candidates (default: off)"
     )
+    _reader_option(parser)
