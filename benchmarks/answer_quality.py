@@ -1,20 +1,23 @@
-"""Fit and measure how the extractive answer is picked and when it abstains, on SQuAD-format sets.
+"""Fit and measure how the answer is picked and when it abstains, on SQuAD-format sets.
 
-    python benchmarks/answer_quality.py [--questions 400] [--fit] [--verify]
+    python benchmarks/answer_quality.py [--questions 300] [--fit] [--verify]
 
-Three kinds of question per development set (``../shared/datasets``):
-- answerable: the set's own questions, asked of an index of the whole set;
-- near misses: questions of held-out documents (a quarter of the set's documents, chosen at
-  random), asked of an index *without* those documents: the topic is there, the answer is not;
-- other-set: the other set's questions (the sets share no topic), asked of the whole-set index.
+Only the held-out quarter of each development set (``eval.squad.held_out_ids``: the documents
+the reader never saw in training) is asked, split in two halves by document: **tune** (the
+constants are chosen there) and **test** (the figures reported). Three kinds of question:
+- answerable: questions of held-out documents, asked of an index of the whole set;
+- near misses: the same questions, asked of an index *without* the held-out documents: the
+  topic is there, the answer is not;
+- other-set: another set's questions (the sets share no topic), asked of the whole-set index.
 
-``--fit`` records, for every question, the features ``rag.answering.evidence`` computes (every
-prose sentence embedded, so any selection weights can be replayed), then fits the selection
-weights by grid search (contains-gold on answerable questions) and the gate's logistic model
-(answerable against both kinds of negatives), and prints the constants to paste into
-``rag/answering/evidence.py`` with the figures they give. ``--verify`` asks every question with
-``RAG.ask`` as shipped and reports what a user gets: contains-gold, answer-phrase accuracy,
-and the precision and recall of "not in the documents" for each kind of negative.
+``--fit`` records, on the tune half, what the answer path sees for every question (every prose
+sentence embedded and read by the reader), and chooses: how many sentences to read, the
+passage rerank weight, the several-sentence and answer-phrase thresholds, and the gates'
+logistic models (the built-in one and the reader's); it prints the constants to paste into
+``rag/answering``. ``--verify`` asks every test-half question with ``RAG.ask`` as shipped,
+once with ``reader = none`` (the scoring before the reader) and once with the shipped reader,
+and reports what a user gets: contains-gold, passage hit@1, answer-phrase accuracy, and the
+precision and recall of "not in the documents" for each kind of negative.
 """
 
 from __future__ import annotations
@@ -32,43 +35,53 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from eval.metrics import contains_answer, normalise  # noqa: E402
-from eval.squad import Question, load_squad  # noqa: E402
+from eval.squad import Question, held_out_ids  # noqa: E402
+from eval.train_reader import load_set  # noqa: E402
 from rag import RAG  # noqa: E402
 
 try:  # --verify also runs on older versions of rag (the baseline), which lack these
     from rag.answering import evidence as ev
-    from rag.answering.answer_types import expected_type, new_candidates
+    from rag.answering import extractive, reading
+    from rag.answering.answer_types import asks_for_several, expected_type, new_candidates
     from rag.answering.citations import content_words, coverage, source_sentences
 except ImportError:
     pass
 
 DATASETS = REPO.parent / "shared" / "datasets"
-HELD_OUT_SHARE = 0.25
+PARTS = ("tune", "test")
 
 
 def load_sets() -> dict[str, object]:
-    return {p.stem: load_squad(p) for p in sorted(DATASETS.glob("*.json"))}
+    return {p.stem: load_set(p) for p in sorted(DATASETS.glob("*.json"))}
 
 
-def plan(sets: dict[str, object], n: int) -> tuple[dict[str, set[str]], list[tuple[str, str, str, Question]]]:
-    """Held-out documents per set, and (set, index, group, question) for every question asked."""
+def plan(sets: dict[str, object], n: int) -> tuple[dict[str, set[str]], list[dict]]:
+    """Held-out documents per set, and the questions asked: n per set, group and part."""
     held_out: dict[str, set[str]] = {}
-    asks = []
+    rows: list[dict] = []
     for name, qset in sets.items():
-        ids = sorted(d.id for d in qset.documents)  # type: ignore[attr-defined]
-        random.Random(2).shuffle(ids)
-        held_out[name] = set(ids[: int(len(ids) * HELD_OUT_SHARE)])
-        own = [q for q in qset.questions if q.spans]  # type: ignore[attr-defined]
+        held = sorted(held_out_ids(qset))  # type: ignore[arg-type]
+        held_out[name] = set(held)
+        random.Random(3).shuffle(held)
+        part_of = {doc: PARTS[i % 2] for i, doc in enumerate(held)}
+        own = [q for q in qset.questions if q.spans and q.doc_id in held_out[name]]  # type: ignore[attr-defined]
         random.Random(0).shuffle(own)
-        asks += [(name, "full", "answerable", q) for q in own[:n]]
-        near = [q for q in own if q.doc_id in held_out[name]]
-        asks += [(name, "held-in", "near-miss", q) for q in near[:n]]
+        for part in PARTS:
+            mine = [q for q in own if part_of[q.doc_id] == part][:n]
+            rows += [_row(name, "full", "answerable", part, q) for q in mine]
+            rows += [_row(name, "held-in", "near-miss", part, q) for q in mine]
         for other, oset in sets.items():
             if other != name:
                 foreign = list(oset.questions)  # type: ignore[attr-defined]
                 random.Random(1).shuffle(foreign)
-                asks += [(name, "full", "other-set", q) for q in foreign[:n]]
-    return held_out, asks
+                rows += [_row(name, "full", "other-set", "tune", q) for q in foreign[:n]]
+                rows += [_row(name, "full", "other-set", "test", q) for q in foreign[n : 2 * n]]
+    return held_out, rows
+
+
+def _row(name: str, index: str, group: str, part: str, q: Question) -> dict:
+    return {"set": name, "index": index, "group": group, "part": part, "question": q.question,
+            "answers": list(q.answers), "spans": [[s.doc_id, s.start, s.end] for s in q.spans]}  # fmt: skip
 
 
 def open_index(root: Path, name: str, which: str, qset: object, held_out: set[str]) -> RAG:
@@ -79,28 +92,171 @@ def open_index(root: Path, name: str, which: str, qset: object, held_out: set[st
     return rag
 
 
-def features(rag: RAG, question: str) -> dict[str, object]:
-    """Everything evidence.assess looks at, for every prose sentence (all embedded)."""
+def features(rag: RAG, question: str, reader: object | None) -> dict[str, object]:
+    """Everything the answer path looks at, for every prose sentence (all embedded, and the
+    first READ_ALL candidates read by the reader), so any constants can be replayed."""
     retrieval = rag.retrieve(question, k=rag.config.answer_passages)
     passages = retrieval.passages
     kind = expected_type(question)
-    sentences = [s for s in ev.unique(source_sentences(passages)) if not s.is_structure]
+    all_sentences = ev.unique(source_sentences(passages))
+    sentences = [s for s in all_sentences if not s.is_structure]
     asked = content_words(question)
     in_passages = set().union(*(content_words(p.text) for p in passages)) if passages else set()
     semantic = []
     if sentences:
         query = rag.encoder.encode_queries([question])[0]
         semantic = (rag.encoder.encode_documents([s.text for s in sentences], batch_size=8) @ query).tolist()
-    return {
+    f: dict[str, object] = {
         "kind": kind,
         "texts": [s.text for s in sentences],
         "keys": [[s.passage, s.number] for s in sentences],
+        "places": [[s.doc_id, s.start, s.end] for s in sentences],
+        "passages": [[p.doc_id, p.start, p.end] for p in passages],
         "semantic": semantic,
         "lexical": [coverage(question, s.text) for s in sentences],
         "typed": [float(bool(kind and new_candidates(question, s.text, kind))) for s in sentences],
         "passage_coverage": len(asked & in_passages) / len(asked) if asked else 0.0,
         "missing_rare": ev.missing_share(question, in_passages, rag.retriever.rare_words),
     }
+    if reader is not None:
+        order = reading.candidates(question, sentences, kind, READ_ALL)
+        scored = reader.score(question, [sentences[i].text for i in order])  # type: ignore[attr-defined]
+        f["read_order"] = order
+        f["relevance"] = {i: s.relevance for i, s in zip(order, scored, strict=True)}
+        f["spans"] = {i: [s.span, s.span_confidence] for i, s in zip(order, scored, strict=True)}
+    return f
+
+
+READ_ALL = 48
+
+
+def _read(f: dict, limit: int) -> dict[int, float]:
+    return {i: f["relevance"][i] for i in f["read_order"][:limit]}
+
+
+def _selection(f: dict, read: dict[int, float], prior_weight: float, lexical_weight: float) -> dict[int, float]:
+    """rag.answering.reading.read's selection score for the sentences read."""
+    count = max(1, len(f["passages"]))
+    return {
+        i: r + prior_weight * (1 - (f["keys"][i][0] - 1) / count) + lexical_weight * f["lexical"][i]
+        for i, r in read.items()
+    }
+
+
+def _gold_in(place: list, spans: list) -> bool:
+    doc, start, end = place
+    return any(d == doc and start <= s < end for d, s, _ in spans)
+
+
+def _rerank_first(f: dict, read: dict[int, float], weight: float) -> int:
+    """The passage (0-based, in retrieval order) that reranking puts first."""
+    count = len(f["passages"])
+    best = [0.0] * count
+    for i, r in read.items():
+        p = f["keys"][i][0] - 1
+        best[p] = max(best[p], r)
+    fused = [weight * best[i] + (1 - weight) * (1 - i / count) for i in range(count)]
+    return int(np.argmax(fused)) if count else -1
+
+
+def _reader_answer(
+    f: dict, question: str, read: dict[int, float], several_min: float, weights: tuple[float, float] | None = None
+) -> tuple[int, list[int]]:
+    sel = _selection(f, read, *(weights or (reading.PRIOR_WEIGHT, reading.LEXICAL_WEIGHT)))
+    best = max(sel, key=lambda i: (sel[i], -i))
+    chosen = [best]
+    if asks_for_several(question):
+        others = sorted((i for i in read if i != best and read[i] >= several_min), key=lambda i: -sel[i])
+        chosen += others[: extractive.MAX_SENTENCES - 1]
+    for other in (best - 1, best + 1):
+        if len(chosen) < extractive.MAX_SENTENCES and other in read and other not in chosen and \
+                f["keys"][other][0] == f["keys"][best][0] and abs(f["keys"][other][1] - f["keys"][best][1]) == 1 \
+                and sel[other] >= extractive.NEIGHBOUR_SHARE * sel[best]:  # fmt: skip
+            chosen.append(other)
+    return best, chosen
+
+
+def fit_reader(rows: list[dict]) -> None:
+    """Choose the reader's constants on the tune half; print them with what they give."""
+    tune = [r for r in rows if r["part"] == "tune" and r["f"]["texts"]]
+    answerable = [r for r in tune if r["group"] == "answerable"]
+    names = sorted({r["set"] for r in rows})
+    print("Sentences read: share of answerable questions whose gold sentence is among the first N candidates")
+    for limit in (8, 16, 24, 32, 48, 64):
+        shares = []
+        for name in names:
+            own = [r for r in answerable if r["set"] == name]
+            hit = [any(_gold_in(r["f"]["places"][i], r["spans"]) for i in r["f"]["read_order"][:limit]) for r in own]
+            shares.append(f"{name[:12]} {np.mean(hit):.3f}")
+        print(f"  N={limit}: " + "; ".join(shares))
+    limit = reading.MAX_READ
+    print(f"Passage hit@1 by rerank weight (reading {limit} sentences)")
+    for weight in (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
+        shares = []
+        for name in names:
+            own = [r for r in answerable if r["set"] == name]
+            first = [_rerank_first(r["f"], _read(r["f"], limit), weight) for r in own]
+            hit = [p >= 0 and _gold_in(r["f"]["passages"][p], r["spans"]) for r, p in zip(own, first, strict=True)]
+            shares.append(f"{name[:12]} {np.mean(hit):.3f}")
+        print(f"  weight {weight}: " + "; ".join(shares))
+    print("Contains-gold of the best sentence alone by selection weights (prior, lexical)")
+    for prior_weight in (0.0, 0.1, 0.2, 0.3, 0.5):
+        for lexical_weight in (0.0, 0.1, 0.2, 0.3):
+            shares = []
+            for name in names:
+                own = [r for r in answerable if r["set"] == name]
+                hits = []
+                for r in own:
+                    sel = _selection(r["f"], _read(r["f"], limit), prior_weight, lexical_weight)
+                    best = max(sel, key=lambda i: (sel[i], -i))
+                    hits.append(contains_answer(r["f"]["texts"][best], r["answers"]))
+                shares.append(f"{name[:12]} {np.mean(hits):.3f}")
+            print(f"  ({prior_weight}, {lexical_weight}): " + "; ".join(shares))
+    print("Contains-gold by the several-sentence threshold (why, list and two-part questions)")
+    for several in (0.3, 0.5, 0.7, 0.9, 1.1):
+        shares = []
+        for name in names:
+            own = [r for r in answerable if r["set"] == name]
+            hits = []
+            for r in own:
+                _, chosen = _reader_answer(r["f"], r["question"], _read(r["f"], limit), several)
+                hits.append(contains_answer(" ".join(r["f"]["texts"][i] for i in sorted(chosen)), r["answers"]))
+            shares.append(f"{name[:12]} {np.mean(hits):.3f}")
+        print(f"  {several}: " + "; ".join(shares))
+    print("Answer phrase by confidence threshold: marked share, and marked phrases that are or hold the gold answer")
+    for threshold in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5):
+        shares = []
+        for name in names:
+            own = [r for r in answerable if r["set"] == name]
+            marked = good = 0
+            for r in own:
+                best, _ = _reader_answer(r["f"], r["question"], _read(r["f"], limit), extractive.SEVERAL_MIN)
+                span, confidence = r["f"]["spans"][best]
+                if span is not None and confidence >= threshold:
+                    marked += 1
+                    good += phrase_ok(r["f"]["texts"][best][span[0] : span[1]], tuple(r["answers"]))
+            shares.append(f"{name[:12]} {marked / max(1, len(own)):.2f}/{good / max(1, marked):.2f}")
+        print(f"  {threshold}: " + "; ".join(shares))
+    x = np.array([_reader_gate_features(r["f"], limit) for r in tune])
+    y = np.array([1.0 if r["group"] == "answerable" else 0.0 for r in tune])
+    w, b = fit_logistic(x, y)
+    print(f"READER_GATE_WEIGHTS = ({', '.join(f'{v:.2f}' for v in w)})\nREADER_GATE_BIAS = {b:.2f}")
+    p = 1 / (1 + np.exp(-(x @ w + b)))
+    print("| threshold | set | near-miss precision | near-miss recall | other-set recall | answerable answered |")
+    print("|---|---|---|---|---|---|")
+    for t in (0.3, 0.4, 0.5, 0.6, 0.7):
+        for name in names:
+            report_row(t, name, tune, p < t)
+
+
+def _reader_gate_features(f: dict, limit: int) -> list[float]:
+    read = _read(f, limit)
+    sel = _selection(f, read, reading.PRIOR_WEIGHT, reading.LEXICAL_WEIGHT)
+    best = max(sel, key=lambda i: (sel[i], -i))
+    feats = ev.reader_features(
+        read[best], f["lexical"][best], f["passage_coverage"], f["missing_rare"], f["semantic"][best]
+    )
+    return [feats[k] for k in ev.READER_FEATURES]
 
 
 def replay(f: dict, weights: tuple[float, float, float]) -> tuple[int | None, dict[str, float]]:
@@ -198,85 +354,103 @@ def phrase_ok(phrase: str, golds: tuple[str, ...]) -> bool:
     return any(normalise(g) and f" {normalise(g)} " in text for g in golds)
 
 
-def verify(rows: list[dict], indexes: dict[tuple[str, str], RAG]) -> None:
+def verify(rows: list[dict], indexes: dict[tuple[str, str], RAG], modes: list[str]) -> None:
+    """Ask every test-half question as shipped, once per reader setting in ``modes``."""
+    rows = [r for r in rows if r["part"] == "test"]
     names = sorted({r["set"] for r in rows})
-    results = []
-    for r in rows:
-        rag = indexes[(r["set"], r["index"])]
-        started = time.perf_counter()
-        answer = rag.ask(r["question"])
-        ms = (time.perf_counter() - started) * 1000
-        text = " ".join(s.text for s in answer.sentences)
-        results.append({
-            "answerable": answer.answerable,
-            "contains": contains_answer(text, r["answers"]) if answer.answerable else 0.0,
-            "phrase": answer.answer_span.text if getattr(answer, "answer_span", None) else None,
-            "ms": ms,
-        })  # fmt: skip
-    abstained = np.array([not x["answerable"] for x in results])
-    print(
-        "| set | contains gold | answered | phrase marked | phrase is gold | near-miss P | near-miss R | other-set R |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    summary = {}
-    for name in names:
-        own = [(r, x) for r, x in zip(rows, results, strict=True) if r["set"] == name and r["group"] == "answerable"]
-        answered = [(r, x) for r, x in own if x["answerable"]]
-        marked = [(r, x) for r, x in answered if x["phrase"]]
-        quiet = {
-            g: np.array([r["set"] == name and r["group"] == g for r in rows])
-            for g in ("answerable", "near-miss", "other-set")
-        }
-        false_abstain = abstained[quiet["answerable"]].sum()
-        near_true = abstained[quiet["near-miss"]].sum()
-        other_true = abstained[quiet["other-set"]].sum()
-        s = {
-            "contains_gold": float(np.mean([x["contains"] for _, x in own])),
-            "answered": len(answered) / len(own),
-            "phrase_marked": len(marked) / max(1, len(answered)),
-            "phrase_is_gold": float(np.mean([phrase_ok(x["phrase"], r["answers"]) for r, x in marked]))
-            if marked
-            else 0.0,
-            "near_miss_precision": float(near_true / max(1, near_true + false_abstain)),
-            "near_miss_recall": float(abstained[quiet["near-miss"]].mean()),
-            "other_set_precision": float(other_true / max(1, other_true + false_abstain)),
-            "other_set_recall": float(abstained[quiet["other-set"]].mean()),
-            "ask_p50_ms": float(np.median([x["ms"] for x in results])),
-        }
-        summary[name] = s
-        print(f"| {name} | {s['contains_gold']:.3f} | {s['answered']:.3f} | {s['phrase_marked']:.3f} | "
-              f"{s['phrase_is_gold']:.3f} | {s['near_miss_precision']:.3f} | {s['near_miss_recall']:.3f} | "
-              f"{s['other_set_recall']:.3f} |")  # fmt: skip
+    summary: dict[str, dict] = {}
+    print("| reader | set | contains gold | passage hit@1 | answered | phrase marked | phrase is gold | "
+          "near-miss P | near-miss R | other-set R | ask p50 ms |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for mode in modes:
+        results = []
+        for r in rows:
+            rag = indexes[(r["set"], r["index"])]
+            rag.config = rag.config.replace(reader=mode)
+            started = time.perf_counter()
+            answer = rag.ask(r["question"])
+            ms = (time.perf_counter() - started) * 1000
+            text = " ".join(s.text for s in answer.sentences)
+            first = answer.passages[0] if answer.passages else None
+            results.append({
+                "answerable": answer.answerable,
+                "contains": contains_answer(text, r["answers"]) if answer.answerable else 0.0,
+                "hit1": bool(first and _gold_in([first.doc_id, first.start, first.end], r["spans"])),
+                "phrase": answer.answer_span.text if getattr(answer, "answer_span", None) else None,
+                "ms": ms,
+            })  # fmt: skip
+        abstained = np.array([not x["answerable"] for x in results])
+        for name in names:
+            summary[f"{mode}/{name}"] = s = _summarise(name, rows, results, abstained)
+            print(f"| {mode} | {name} | {s['contains_gold']:.3f} | {s['passage_hit_at_1']:.3f} | {s['answered']:.3f} | "
+                  f"{s['phrase_marked']:.3f} | {s['phrase_is_gold']:.3f} | {s['near_miss_precision']:.3f} | "
+                  f"{s['near_miss_recall']:.3f} | {s['other_set_recall']:.3f} | {s['ask_p50_ms']:.0f} |")  # fmt: skip
     Path("bench-out").mkdir(exist_ok=True)
     Path("bench-out/answer_quality.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
+def _summarise(name: str, rows: list[dict], results: list[dict], abstained: np.ndarray) -> dict[str, float]:
+    own = [(r, x) for r, x in zip(rows, results, strict=True) if r["set"] == name and r["group"] == "answerable"]
+    answered = [(r, x) for r, x in own if x["answerable"]]
+    marked = [(r, x) for r, x in answered if x["phrase"]]
+    group = {g: np.array([r["set"] == name and r["group"] == g for r in rows]) for g in
+             ("answerable", "near-miss", "other-set")}  # fmt: skip
+    false_abstain = abstained[group["answerable"]].sum()
+    near_true = abstained[group["near-miss"]].sum()
+    other_true = abstained[group["other-set"]].sum()
+    mine = [x for r, x in zip(rows, results, strict=True) if r["set"] == name]
+    return {
+        "questions": len(own),
+        "contains_gold": float(np.mean([x["contains"] for _, x in own])),
+        "passage_hit_at_1": float(np.mean([x["hit1"] for _, x in own])),
+        "answered": len(answered) / len(own),
+        "phrase_marked": len(marked) / max(1, len(answered)),
+        "phrase_is_gold": float(np.mean([phrase_ok(x["phrase"], tuple(r["answers"])) for r, x in marked]))
+        if marked
+        else 0.0,
+        "near_miss_precision": float(near_true / max(1, near_true + false_abstain)),
+        "near_miss_recall": float(abstained[group["near-miss"]].mean()),
+        "other_set_precision": float(other_true / max(1, other_true + false_abstain)),
+        "other_set_recall": float(abstained[group["other-set"]].mean()),
+        "ask_p50_ms": float(np.median([x["ms"] for x in mine])),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--questions", type=int, default=400)
+    parser.add_argument("--questions", type=int, default=300, help="per set, group and half (default 300)")
     parser.add_argument("--index-root", type=Path, default=Path("bench-out/indexes"))
-    parser.add_argument("--fit", action="store_true", help="record features and fit weights and gate")
-    parser.add_argument("--verify", action="store_true", help="ask every question as shipped and report")
+    parser.add_argument("--fit", action="store_true", help="record features on the tune half and fit the constants")
+    parser.add_argument("--fit-builtin", action="store_true", help="also refit the built-in scoring and its gate")
+    parser.add_argument("--verify", action="store_true", help="ask every test-half question as shipped and report")
+    parser.add_argument("--readers", default="none,shipped", help="reader settings to compare (default none,shipped)")
     args = parser.parse_args()
     sets = load_sets()
-    held_out, asks = plan(sets, args.questions)
+    held_out, rows = plan(sets, args.questions)
     indexes = {}
     for name, qset in sets.items():
         for which in ("full", "held-in"):
             indexes[(name, which)] = open_index(args.index_root, name, which, qset, held_out[name])
-    rows = [{"set": s, "index": i, "group": g, "question": q.question, "answers": list(q.answers)}
-            for s, i, g, q in asks]  # fmt: skip
     if args.fit:
-        cache = Path(f"bench-out/answer_features-{args.questions}.json")
+        from rag.answering.reading import load_reader
+
+        cache = Path(f"bench-out/answer_features-tune-{args.questions}.json")
+        tune = [r for r in rows if r["part"] == "tune"]
         if cache.exists():
-            rows = json.loads(cache.read_text())
+            tune = json.loads(cache.read_text())
         else:
-            for r in rows:
-                r["f"] = features(indexes[(r["set"], r["index"])], r["question"])
-            cache.write_text(json.dumps(rows))
-        fit(rows)
+            reader = load_reader("shipped")
+            for r in tune:
+                r["f"] = features(indexes[(r["set"], r["index"])], r["question"], reader)
+            cache.write_text(json.dumps(tune))
+        for r in tune:  # JSON keys are strings
+            r["f"]["relevance"] = {int(k): v for k, v in r["f"].get("relevance", {}).items()}
+            r["f"]["spans"] = {int(k): v for k, v in r["f"].get("spans", {}).items()}
+        if args.fit_builtin:
+            fit(tune)
+        fit_reader(tune)
     if args.verify:
-        verify(rows, indexes)
+        verify(rows, indexes, args.readers.split(","))
 
 
 if __name__ == "__main__":

@@ -23,9 +23,12 @@ NEIGHBOUR_SHARE = 0.9
 # the reader judges to hold (part of) the answer. Fitted on the tuning half of the held-out
 # documents (benchmarks/answer_quality.py --fit).
 MAX_SENTENCES = 3
-SEVERAL_MIN = 0.5
-# The reader's answer phrase is marked when P(start) x P(end) is at least this.
-SPAN_MIN = 0.3
+SEVERAL_MIN = 0.3
+# The reader's answer phrase is marked when P(start) x P(end) is at least SPAN_MIN and the
+# reader gives its sentence at least SPAN_RELEVANCE_MIN: a confident phrase in a doubtful
+# sentence was right for fewer than half of the tuning questions.
+SPAN_MIN = 0.2
+SPAN_RELEVANCE_MIN = 0.7
 
 
 class ExtractiveAnswerer:
@@ -68,7 +71,12 @@ class ExtractiveAnswerer:
             answer_sentences.append(AnswerSentence(sentence.text, (n,), 1.0, True))
             if index == best and evidence.read:
                 read = evidence.read[index]
-                if read is not None and read.span is not None and read.span_confidence >= SPAN_MIN:
+                if (
+                    read is not None
+                    and read.span is not None
+                    and read.span_confidence >= SPAN_MIN
+                    and read.relevance >= SPAN_RELEVANCE_MIN
+                ):
                     a, b = read.span
                     span = AnswerSpan(n, sentence.doc_id, sentence.start + a, sentence.start + b,
                                       sentence.text[a:b], evidence.kind or "phrase")  # fmt: skip
