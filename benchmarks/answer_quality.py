@@ -166,7 +166,8 @@ def _reader_answer(
     best = max(sel, key=lambda i: (sel[i], -i))
     chosen = [best]
     if asks_for_several(question):
-        others = sorted((i for i in read if i != best and read[i] >= several_min), key=lambda i: -sel[i])
+        same = [i for i in read if i != best and read[i] >= several_min and f["places"][i][0] == f["places"][best][0]]
+        others = sorted(same, key=lambda i: -sel[i])
         chosen += others[: extractive.MAX_SENTENCES - 1]
     for other in (best - 1, best + 1):
         if len(chosen) < extractive.MAX_SENTENCES and other in read and other not in chosen and \

@@ -43,8 +43,15 @@ class ExtractiveAnswerer:
         if evidence.read and asks_for_several(evidence.question):
             # Every sentence the reader judges to answer, best first, not the lead that merely
             # names the topic (it scores low with the reader).
+            # From the same article: a reason or a list is told in one story (on the tuning
+            # questions this lost nothing and shortened answers).
             answering = [
-                i for i, v in enumerate(evidence.read) if i != best and v is not None and v.relevance >= SEVERAL_MIN
+                i
+                for i, v in enumerate(evidence.read)
+                if i != best
+                and v is not None
+                and v.relevance >= SEVERAL_MIN
+                and sentences[i].doc_id == sentences[best].doc_id
             ]
             others = sorted(answering, key=lambda i: -scores[i])
             chosen += others[: MAX_SENTENCES - 1]
