@@ -52,6 +52,14 @@ def documents(index_dir: Path) -> int:
         return 0
 
 
+def like_a_terminal() -> None:
+    """In the child, before it runs: Ctrl-C interrupts, as in a user's terminal. A suite started
+    in the background by a non-interactive shell (`make test &`) has SIGINT ignored in every
+    process, an ignored signal survives exec, and `rag watch` then never saw the test's Ctrl-C
+    (both SIGINT tests hung for 60 s in such a run)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def watcher(index_dir: Path, log: Path, *sources: str, every: str = "1s") -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
@@ -59,6 +67,7 @@ def watcher(index_dir: Path, log: Path, *sources: str, every: str = "1s") -> sub
             env=ENV,
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=like_a_terminal,
         )
 
 
@@ -139,7 +148,7 @@ def test_watch_json_prints_one_object_per_run(tmp_path: Path) -> None:
         proc = subprocess.Popen(
             [sys.executable, "-m", "rag.cli", "watch", str(folder), "--every", "1s", "--json",
              "--index-dir", str(tmp_path / "index")],
-            env=ENV, stdout=out, stderr=subprocess.DEVNULL,
+            env=ENV, stdout=out, stderr=subprocess.DEVNULL, preexec_fn=like_a_terminal,
         )  # fmt: skip
     wait_until(lambda: log.read_text().count("\n") >= 2, "two runs", log)
     proc.send_signal(signal.SIGINT)
