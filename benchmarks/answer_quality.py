@@ -238,16 +238,7 @@ def fit_reader(rows: list[dict]) -> None:
                     good += phrase_ok(r["f"]["texts"][best][span[0] : span[1]], tuple(r["answers"]))
             shares.append(f"{name[:12]} {marked / max(1, len(own)):.2f}/{good / max(1, marked):.2f}")
         print(f"  {threshold}: " + "; ".join(shares))
-    x = np.array([_reader_gate_features(r["f"], limit) for r in tune])
-    y = np.array([1.0 if r["group"] == "answerable" else 0.0 for r in tune])
-    w, b = fit_logistic(x, y)
-    print(f"READER_GATE_WEIGHTS = ({', '.join(f'{v:.2f}' for v in w)})\nREADER_GATE_BIAS = {b:.2f}")
-    p = 1 / (1 + np.exp(-(x @ w + b)))
-    print("| threshold | set | near-miss precision | near-miss recall | other-set recall | answerable answered |")
-    print("|---|---|---|---|---|---|")
-    for t in (0.3, 0.4, 0.5, 0.6, 0.7):
-        for name in names:
-            report_row(t, name, tune, p < t)
+    fit_gate(np.array([_reader_gate_features(r["f"], limit) for r in tune]), tune, "READER_GATE")
 
 
 def _reader_gate_features(f: dict, limit: int) -> list[float]:
@@ -322,15 +313,20 @@ def fit(rows: list[dict]) -> None:
             if np.mean(per) > best_value:
                 best_weights, best_value = weights, float(np.mean(per))
     print(f"chosen selection weights: {best_weights}")
-    x = np.array([[replay(r["f"], best_weights)[1][k] for k in ev.FEATURES] for r in rows])
+    fit_gate(np.array([[replay(r["f"], best_weights)[1][k] for k in ev.FEATURES] for r in rows]), rows, "GATE")
+
+
+def fit_gate(x: np.ndarray, rows: list[dict], prefix: str) -> None:
+    """Fit a gate's logistic model (answerable against both kinds of negative) on features ``x``
+    of ``rows``; print its constants and what it does at several thresholds."""
     y = np.array([1.0 if r["group"] == "answerable" else 0.0 for r in rows])
     w, b = fit_logistic(x, y)
-    print(f"GATE_WEIGHTS = ({', '.join(f'{v:.2f}' for v in w)})\nGATE_BIAS = {b:.2f}")
+    print(f"{prefix}_WEIGHTS = ({', '.join(f'{v:.2f}' for v in w)})\n{prefix}_BIAS = {b:.2f}")
     p = 1 / (1 + np.exp(-(x @ w + b)))
     print("| threshold | set | near-miss precision | near-miss recall | other-set recall | answerable answered |")
     print("|---|---|---|---|---|---|")
     for t in (0.3, 0.4, 0.5, 0.6, 0.7):
-        for name in names:
+        for name in sorted({r["set"] for r in rows}):
             report_row(t, name, rows, p < t)
 
 
