@@ -173,18 +173,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", type=Path, default=repo.parent / "shared" / "datasets",
                         help="folder of SQuAD-format JSON sets (default: ../shared/datasets)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=repo / "embeddings" / "reader" / "model",
-                        help="where the ONNX reader, its card and its training log go")  # fmt: skip
+                        help="where the ONNX reader, its card and its training log go (default: the shipped "
+                        "reader's folder, embeddings/reader/model)")  # fmt: skip
     parser.add_argument("--minutes", type=float, default=90.0, help="training time budget (default 90)")
-    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--seed", type=int, default=13, help="for the pairs, the order and the heads (default 13)")
     parser.add_argument("--max-length", type=int, default=96, help="word pieces per pair (default 96)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--frozen-layers", type=int, default=1, help="lower transformer layers left as they are")
-    parser.add_argument("--epochs", type=int, default=2, help="passes over the pairs, if the budget allows")
-    parser.add_argument("--eval-limit", type=int, default=2000, help="held-out questions per set in the card")
+    parser.add_argument("--batch-size", type=int, default=32, help="pairs per step (default 32)")
+    parser.add_argument(
+        "--frozen-layers", type=int, default=1, help="lower transformer layers left as they are (default 1)"
+    )
+    parser.add_argument("--epochs", type=int, default=2, help="passes over the pairs, if the budget allows (default 2)")
+    parser.add_argument(
+        "--eval-limit", type=int, default=2000, help="held-out questions per set in the card (default 2000)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="build the pairs, time a few steps, stop")
     args = parser.parse_args(argv)
     if not args.datasets.is_dir():
         parser.error(f"--datasets {args.datasets} is not a folder of SQuAD-format JSON sets")
+    if not sorted(args.datasets.glob("*.json")):
+        parser.error(f"--datasets {args.datasets} holds no .json file; give a folder of SQuAD-format JSON sets")
+    for name, value, least in (("--minutes", args.minutes, 0.01), ("--epochs", args.epochs, 1),
+                               ("--batch-size", args.batch_size, 1), ("--max-length", args.max_length, 16),
+                               ("--eval-limit", args.eval_limit, 1)):  # fmt: skip
+        if value < least:
+            parser.error(f"{name} {value} is too small: at least {least}")
+    if not 0 <= args.frozen_layers <= 6:
+        parser.error(f"--frozen-layers {args.frozen_layers} must be between 0 and 6 (MiniLM-L6 has 6 layers)")
     from embeddings.reader.train import TrainingSettings, train
 
     train_pairs, held_pairs, counts = build(args.datasets, args.seed)

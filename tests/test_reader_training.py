@@ -91,3 +91,31 @@ def test_the_training_command_names_a_missing_datasets_folder(tmp_path: Path) ->
     )  # fmt: skip
     assert done.returncode == 2
     assert "nowhere is not a folder of SQuAD-format JSON sets" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--minutes", "-1"], "--minutes -1.0 is too small: at least 0.01"),
+        (["--frozen-layers", "7"], "--frozen-layers 7 must be between 0 and 6"),
+        (["--epochs", "0"], "--epochs 0 is too small: at least 1"),
+    ],
+)
+def test_the_training_command_refuses_settings_it_cannot_train_with(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    folder = _tiny_set(tmp_path / "sets")
+    done = subprocess.run(
+        [sys.executable, "-m", "eval.train_reader", "--datasets", str(folder), "--out", str(tmp_path / "m"), *args],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_the_training_command_names_a_folder_without_sets(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "eval.train_reader", "--datasets", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and "holds no .json file" in done.stderr
