@@ -138,7 +138,7 @@ def _selection(f: dict, read: dict[int, float], prior_weight: float, lexical_wei
     """rag.answering.reading.read's selection score for the sentences read."""
     count = max(1, len(f["passages"]))
     return {
-        i: r + prior_weight * (1 - (f["keys"][i][0] - 1) / count) + lexical_weight * f["lexical"][i]
+        i: r + prior_weight * reading.retrieval_prior(f["keys"][i][0], count) + lexical_weight * f["lexical"][i]
         for i, r in read.items()
     }
 
@@ -155,7 +155,7 @@ def _rerank_first(f: dict, read: dict[int, float], weight: float) -> int:
     for i, r in read.items():
         p = f["keys"][i][0] - 1
         best[p] = max(best[p], r)
-    fused = [weight * best[i] + (1 - weight) * (1 - i / count) for i in range(count)]
+    fused = [weight * best[i] + (1 - weight) * reading.retrieval_prior(i + 1, count) for i in range(count)]
     return int(np.argmax(fused)) if count else -1
 
 

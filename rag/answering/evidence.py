@@ -121,10 +121,10 @@ def assess(
     selection = np.full(count, -1.0, dtype=np.float32)
     prose = [i for i, s in enumerate(sentences) if not s.is_structure]
     if reading is not None:
-        model = encoder()
-        query = model.encode_queries([question])[0] if query_vector is None else query_vector  # type: ignore[attr-defined]
 
-        def cosine(text: str) -> float:
+        def cosine(text: str) -> float:  # only the chosen sentence is embedded
+            model = encoder()
+            query = _query_vector(model, question, query_vector)
             return float(model.encode_documents([text])[0] @ query)  # type: ignore[attr-defined]
 
         return _assess_read(question, kind, passages, sentences, reading, threshold, rare_words, cosine)
@@ -139,19 +139,13 @@ def assess(
     order = sorted(prose, key=lambda i: (-(lexical[i] + TYPE_WEIGHT * typed[i]), i))
     kept = np.array(order[:MAX_EMBEDDED])
     model = encoder()
-    query = model.encode_queries([question])[0] if query_vector is None else query_vector  # type: ignore[attr-defined]
+    query = _query_vector(model, question, query_vector)
     vectors = model.encode_documents([sentences[i].text for i in kept], batch_size=SENTENCE_BATCH)  # type: ignore[attr-defined]
     semantic[kept] = vectors @ query
     selection[kept] = SEMANTIC_WEIGHT * semantic[kept] + LEXICAL_WEIGHT * lexical[kept] + TYPE_WEIGHT * typed[kept]
     best = int(selection.argmax())
-    asked = content_words(question)
-    in_passages = set().union(*(content_words(p.text) for p in passages)) if passages else set()
-    missing = missing_share(question, in_passages, rare_words)
     features = _features(
-        float(semantic[kept].max()),
-        float(lexical[best]),
-        len(asked & in_passages) / len(asked) if asked else 0.0,
-        missing,
+        float(semantic[kept].max()), float(lexical[best]), *_passage_features(question, passages, rare_words)
     )
     score = gate_score(features)
     return Evidence(question, kind, sentences, selection, semantic, features, score, score >= threshold)
@@ -175,14 +169,13 @@ def _assess_read(
     for i, f in enumerate(found):
         if f is not None:
             selection[i] = f.selection
-    asked = content_words(question)
-    in_passages = set().union(*(content_words(p.text) for p in passages)) if passages else set()
     best = int(selection.argmax()) if count else 0
+    passage_coverage, missing_rare = _passage_features(question, passages, rare_words)
     features = reader_features(
         read[best].relevance if count and read[best] is not None else 0.0,  # type: ignore[union-attr]
         coverage(question, sentences[best].text) if count and selection[best] > -1 else 0.0,
-        len(asked & in_passages) / len(asked) if asked else 0.0,
-        missing_share(question, in_passages, rare_words),
+        passage_coverage,
+        missing_rare,
         cosine(sentences[best].text) if count and selection[best] > -1 else 0.0,
     )
     if not count or float(selection.max()) <= -1.0:
@@ -201,6 +194,24 @@ def reader_features(
         "missing_rare": missing_rare,
         "best_cosine": best_cosine,
     }
+
+
+def _query_vector(model: object, question: str, query_vector: np.ndarray | None) -> np.ndarray:
+    """Retrieval's embedding of the question, or a new one when it searched for a rewrite."""
+    if query_vector is not None:
+        return query_vector
+    return model.encode_queries([question])[0]  # type: ignore[attr-defined,no-any-return]
+
+
+def _passage_features(
+    question: str, passages: Sequence[Passage], rare_words: Callable[[set[str]], set[str]] | None
+) -> tuple[float, float]:
+    """(passage_coverage, missing_rare): the share of the question's words the passages hold, and
+    of its rare words they do not. Both gates use them."""
+    asked = content_words(question)
+    in_passages = set().union(*(content_words(p.text) for p in passages)) if passages else set()
+    passage_coverage = len(asked & in_passages) / len(asked) if asked else 0.0
+    return passage_coverage, missing_share(question, in_passages, rare_words)
 
 
 def missing_share(question: str, in_passages: set[str], rare_words: Callable[[set[str]], set[str]] | None) -> float:

@@ -86,6 +86,12 @@ def candidates(question: str, sentences: Sequence[SourceSentence], kind: str | N
     return sorted(prose, key=lambda i: (-weight[i], i))[:limit]
 
 
+def retrieval_prior(passage: int, count: int) -> float:
+    """What retrieval's order says of passage number ``passage`` (1-based) of ``count``: 1 for
+    the first, falling linearly. The selection score and the rerank both use it."""
+    return 1 - (passage - 1) / count
+
+
 @dataclass(frozen=True)
 class SentenceRead:
     scored: Scored  # the reader's verdict
@@ -101,7 +107,7 @@ def read(
     count = max((s.passage for s in sentences), default=1)
     out = {}
     for i, verdict in zip(chosen, scored, strict=True):
-        prior = 1 - (sentences[i].passage - 1) / count
+        prior = retrieval_prior(sentences[i].passage, count)
         selection = verdict.relevance + PRIOR_WEIGHT * prior + LEXICAL_WEIGHT * coverage(question, sentences[i].text)
         out[key_of(sentences[i])] = SentenceRead(verdict, selection)
     return out
@@ -123,6 +129,6 @@ def rerank(
         if found is not None:
             best[s.passage - 1] = max(best[s.passage - 1], found.scored.relevance)
     count = len(passages)
-    fused = [weight * best[i] + (1 - weight) * (1 - i / count) for i in range(count)]
+    fused = [weight * best[i] + (1 - weight) * retrieval_prior(i + 1, count) for i in range(count)]
     order = sorted(range(count), key=lambda i: -fused[i])
     return [dataclasses.replace(passages[i], rank=n) for n, i in enumerate(order, start=1)]
