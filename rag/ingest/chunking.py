@@ -76,9 +76,12 @@ _DATE_LINE = re.compile(
     r"\d{1,2} (?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* \d{4}\b)",
     re.IGNORECASE,
 )
-# "WASHINGTON (Reuters) — " or "LISBON, Portugal -- " before a paragraph's first sentence.
+# "WASHINGTON (Reuters) — ", "LISBON, Portugal -- " or "FRESNO, Calif., July 21, 2026 — " before a
+# paragraph's first sentence.
 _DATELINE = re.compile(
-    r"[A-Z][A-Z.'’ -]{2,40}(?:,[ ][A-Z][A-Za-z.'’ -]{1,40})?(?:[ ]?\([^()\n]{1,40}\))?[ ]?(?:—|–|--|-)[ ]+(?=\S)"
+    r"[A-Z][A-Z.'’ -]{2,40}(?:,[ ][A-Z][A-Za-z.'’ -]{1,40})?"
+    r"(?:,[ ](?:[A-Z][a-z]{2,8}\.?[ ]\d{1,2}|\d{1,2}[ ][A-Z][a-z]{2,8})(?:,?[ ]\d{4})?)?"
+    r"(?:[ ]?\([^()\n]{1,40}\))?[ ]?(?:—|–|--|-)[ ]+(?=\S)"
 )
 # Abbreviations after which a capitalised word does not start a sentence (titles before a name,
 # and "Vol. 3", "No. 5", "Fig. 2"); sentencex knows most, this catches the rest.

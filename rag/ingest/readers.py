@@ -29,6 +29,8 @@ class Parsed:
     title: str | None = None
     date: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # Where ``date`` came from (rag.ingest.dates): "front matter", "PDF metadata", ...
+    date_source: str = ""
     # For JSONL: the record's own id, url and line number.
     record_id: str | None = None
     url: str | None = None
@@ -136,7 +138,7 @@ def _title_line(text: str) -> str | None:
 def read_txt(data: bytes) -> Parsed:
     date, text = split_date_header(decode_text(data))
     text = text.strip()
-    return Parsed(text=text, title=_title_line(text), date=normalise_date(date))
+    return Parsed(text=text, title=_title_line(text), date=normalise_date(date), date_source="date header")
 
 
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n(?:---|\.\.\.)\n", re.DOTALL)
@@ -167,8 +169,9 @@ def read_markdown(data: bytes) -> Parsed:
     header_date, text = split_date_header(text)
     text = text.strip()
     title = meta.get("title") or _first_heading(text)
-    date = normalise_date(meta.get("date")) or normalise_date(header_date)
-    return Parsed(text=text, title=title, date=date, meta=meta)
+    front = normalise_date(meta.get("date"))
+    date = front or normalise_date(header_date)
+    return Parsed(text=text, title=title, date=date, meta=meta, date_source="front matter" if front else "date header")
 
 
 # --- HTML --------------------------------------------------------------------------------
@@ -281,12 +284,16 @@ def read_html(data: bytes, url: str | None = None) -> Parsed:
         return _read_html_builtin(page)
     text, title, author, site, canonical = found
     header_date, text = split_date_header(text)
-    date = _page_date(page, text) or normalise_date(header_date)
+    date, source = _page_date(page, text)
+    if date is None and header_date:
+        date, source = normalise_date(header_date), "date header"
     meta = {key: value for key, value in (("author", author), ("site", site)) if value}
     if not (title and date and canonical):  # the hand-written reader's metadata fills the gaps
         builtin = _read_html_builtin(page)
-        title, date, canonical = title or builtin.title, date or builtin.date, canonical or builtin.url
-    return Parsed(text=text, title=title, date=date, meta=meta, url=canonical)
+        title, canonical = title or builtin.title, canonical or builtin.url
+        if date is None:
+            date, source = builtin.date, builtin.date_source
+    return Parsed(text=text, title=title, date=date, meta=meta, url=canonical, date_source=source)
 
 
 @functools.cache
@@ -328,7 +335,7 @@ _VISIBLE_DATES = (
 )
 
 
-def _page_date(page: str, text: str) -> str | None:
+def _page_date(page: str, text: str) -> tuple[str | None, str]:
     """The publication date: from the page's metadata (meta tags, JSON-LD, <time>) first, then
     from a "Published Sept. 16, 2026" line, and only then from htmldate's search of the whole
     page, which falls back on guesses such as the year of a copyright line."""
@@ -343,16 +350,17 @@ def _page_date(page: str, text: str) -> str | None:
 
     structured = htmldate(False)
     if structured:
-        return structured
-    for pattern in _VISIBLE_DATES:
+        return structured, "page metadata"
+    for pattern, source in zip(_VISIBLE_DATES, ("published line", "updated line"), strict=True):
         for candidate in (text, _tidy(re.sub(r"<[^>]+>", " ", page))):
             match = pattern.search(candidate[:5000])
             if match:
                 written = re.sub(r"\bSept\b", "Sep", match.group(1).replace(".", ""), flags=re.IGNORECASE)
                 found = normalise_date(written)
                 if found:
-                    return found
-    return htmldate(True)
+                    return found, source
+    guessed = htmldate(True)
+    return guessed, "page text" if guessed else ""
 
 
 def _read_html_builtin(page: str) -> Parsed:
@@ -371,7 +379,8 @@ def _read_html_builtin(page: str) -> Parsed:
     date = normalise_date(raw_date or parser.time_datetime)
     header_date, text = split_date_header(text)
     url = parser.meta.get("og:url")
-    return Parsed(text=text, title=title, date=date or normalise_date(header_date), url=url)
+    source = "page metadata" if date else "date header" if header_date else ""
+    return Parsed(text=text, title=title, date=date or normalise_date(header_date), url=url, date_source=source)
 
 
 # --- PDF ---------------------------------------------------------------------------------
@@ -400,7 +409,9 @@ def read_pdf(data: bytes) -> Parsed:
         raw = str(info.get("/CreationDate")).removeprefix("D:")
         date = normalise_date(f"{raw[0:4]}-{raw[4:6]}-{raw[6:8]}") if len(raw) >= 8 else None
     header_date, text = split_date_header(text)
-    return Parsed(text=text, title=title, date=date or normalise_date(header_date))
+    # The CreationDate is the day the file was made; a printed date wins over it (rag.ingest.dates).
+    source = "PDF metadata" if date else "date header" if header_date else ""
+    return Parsed(text=text, title=title, date=date or normalise_date(header_date), date_source=source)
 
 
 # --- JSONL -------------------------------------------------------------------------------
@@ -434,6 +445,7 @@ def read_jsonl(data: bytes) -> Iterator[Parsed | UnreadableError]:
             title=str(record["title"]) if record.get("title") else None,
             date=normalise_date(str(record["date"])) if record.get("date") else None,
             meta=extra,
+            date_source="record" if record.get("date") else "",
             record_id=str(record["id"]) if record.get("id") is not None else None,
             url=str(record["url"]) if record.get("url") else None,
             line=number,

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.ingest.chunking import Segment, segments
-from rag.ingest.readers import SUPPORTED, Parsed, UnreadableError, normalise_date, read_file
+from rag.ingest import dates, outlets
+from rag.ingest.chunking import segments
+from rag.ingest.readers import SUPPORTED, Parsed, UnreadableError, read_file
 from rag.types import Document, Skipped
 
 
@@ -166,39 +167,28 @@ def _to_document(path: Path, item: Parsed) -> Document:
         anchor = item.url or where
         doc_id = f"{_slug(path.stem)}-{hashlib.sha1(anchor.encode()).hexdigest()[:8]}"
     title = item.title or path.stem.replace("_", " ").replace("-", " ").strip() or path.name
-    # Title, headings, bylines and date lines with their offsets: kept as the document's
-    # outline, and never quoted as an answer (rag.ingest.chunking.segments finds them). One pass gives
-    # both the outline and the date line.
-    parts = segments(item.text)
-    outline = [[p.start, p.end, p.kind] for p in parts if p.is_structure]
-    return Document(
-        id=doc_id,
-        source=item.url or where,
-        path=str(path),
-        title=title,
-        date=item.date or _date_line(item.text, parts),
-        text=item.text,
-        meta={**item.meta, "structure": outline} if outline else item.meta,
-    )
+    date, meta = _dated_meta(item.text, item.date, item.date_source, item.meta)
+    return Document(doc_id, item.url or where, str(path), title, date, item.text, meta)
 
 
-_DATE_LINE_WITHIN = 2000
-_DATE_LINE_PREFIX = re.compile(
-    r"^(?:(?:first |last )?(?:published|updated|posted)(?: on)?|date)\s*:?\s*", re.IGNORECASE
-)
-
-
-def _date_line(text: str, parts: list[Segment]) -> str | None:
-    """The date of a "Published 2026-09-30" or "Updated Sept. 17, 2026" line near the top
-    (among the first six segments, within the first 2,000 characters)."""
-    for segment in parts[:6]:
-        if segment.kind == "date" and segment.end <= _DATE_LINE_WITHIN:
-            line = _DATE_LINE_PREFIX.sub("", text[segment.start : segment.end])
-            line = re.sub(r"\b(Sept)\b", "Sep", line.replace(".", ""), flags=re.IGNORECASE)
-            found = normalise_date(line.split(" at ")[0].strip(" ,"))
-            if found:
-                return found
-    return None
+def _dated_meta(
+    text: str, given: str | None, given_source: str, meta: dict[str, Any]
+) -> tuple[str | None, dict[str, Any]]:
+    """The document's date and its meta with what the text says about it: the outline (title,
+    headings, bylines, date lines and datelines with their offsets: never quoted as an answer),
+    where the date came from, the first publication of an updated story, the publisher and the
+    outlet a syndicated copy credits. One pass over the text gives them all."""
+    parts = segments(text)
+    dated = dates.choose(given, given_source, dates.printed_dates(text, parts))
+    found: dict[str, Any] = {
+        "structure": [[p.start, p.end, p.kind] for p in parts if p.is_structure],
+        "date_source": dated.source,
+        "published": dated.published,
+        "date_notes": list(dated.notes),
+        "site": meta.get("site") or outlets.outlet(meta, text, parts),
+        "credit": outlets.credit(text, parts),
+    }
+    return dated.date, {**meta, **{key: value for key, value in found.items() if value}}
 
 
 def page_document(url: str, body: bytes, kind: str, final_url: str, item_meta: dict[str, str | None]) -> Document:
@@ -223,13 +213,13 @@ def page_document(url: str, body: bytes, kind: str, final_url: str, item_meta: d
     meta: dict[str, Any] = {k: v for k, v in parsed.meta.items() if v}
     if not meta.get("author") and item_meta.get("author"):
         meta["author"] = item_meta["author"]
-    meta.setdefault("site", urlsplit(canonical).hostname or canonical)
     if item_meta.get("feed"):
         meta["feed"] = item_meta["feed"]
-    parts = segments(parsed.text)
-    outline = [[p.start, p.end, p.kind] for p in parts if p.is_structure]
-    if outline:
-        meta["structure"] = outline
+    given, given_source = parsed.date, parsed.date_source
+    if given is None and item_meta.get("date"):
+        given, given_source = item_meta["date"], "feed entry"
+    date, meta = _dated_meta(parsed.text, given, given_source, meta)
+    meta.setdefault("site", urlsplit(canonical).hostname or canonical)
     host = urlsplit(canonical).hostname or "page"
     return Document(
         id=f"{_slug(title if parsed.title or item_meta.get('title') else host)}-"
@@ -237,7 +227,7 @@ def page_document(url: str, body: bytes, kind: str, final_url: str, item_meta: d
         source=canonical,
         path=url,
         title=title,
-        date=parsed.date or item_meta.get("date") or _date_line(parsed.text, parts),
+        date=date,
         text=parsed.text,
         meta=meta,
     )
