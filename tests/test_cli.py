@@ -61,10 +61,13 @@ def test_show_and_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         (only,) = [d for d, _ in rag.store.document_paths()]
     code, out, _ = run(capsys, "show", only, "--index-dir", idx, "--json")
     shown = json.loads(out)
-    assert list(shown) == ["doc_id", "title", "source", "date", "text"]
+    assert list(shown) == [
+        "doc_id", "title", "source", "date", "date_source", "published", "date_notes", "site", "story", "text"
+    ]  # fmt: skip
     assert shown["date"] == "2021-09-21" and shown["text"].startswith("Five weeks after")
+    assert (shown["date_source"], shown["story"]) == ("date header", [])  # the sample's "date 2021-09-21" line
     code, out, _ = run(capsys, "show", only, "--index-dir", idx)
-    assert out.splitlines()[1].startswith("2021-09-21 · ")
+    assert out.splitlines()[1].startswith("2021-09-21, from the date header · ")
 
 
 def test_user_errors_are_one_line_without_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -283,12 +286,19 @@ def test_a_moved_folder_keeps_its_document_ids(tmp_path: Path, capsys: pytest.Ca
     _, out, _ = run(capsys, "show", "alpha", "--index-dir", index, "--json")
     assert json.loads(out)["doc_id"] == before["Alpha"]["doc_id"]
 
-    # A copy (the original still there) is new documents, not a move.
+    # A copy (the original still there) is not a move either: its texts are indexed already, and
+    # each file says as which document, adding nothing.
     import shutil
 
     shutil.copytree(tmp_path / "new", tmp_path / "copy")
     _, out, _ = run(capsys, "index", str(tmp_path / "copy"), "--index-dir", index, "--json")
-    assert (json.loads(out)["moved"], json.loads(out)["added"]) == (0, 3)
+    summary = json.loads(out)
+    assert (summary["moved"], summary["added"], summary["documents"]) == (0, 0, 3)
+    copied = tmp_path / "copy" / "a.md"
+    said = {s["path"]: s["reason"] for s in summary["skipped"]}
+    assert said[str(copied.resolve())] == (
+        f"already indexed as {before['Alpha']['doc_id']} ({(tmp_path / 'new' / 'a.md').resolve()})"
+    )
 
 
 def test_the_example_config_names_every_setting_at_its_default() -> None:

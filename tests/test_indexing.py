@@ -12,6 +12,7 @@ import pytest
 
 from embeddings import VectorIndex
 from rag import RAG, Config, IndexMismatchError, NoIndexError, NotFoundError
+from rag.types import Document
 from tests.conftest import article, assert_consistent, write
 
 
@@ -163,11 +164,33 @@ def test_reading_a_missing_index_says_how_to_create_one(tmp_path: Path) -> None:
     assert not (tmp_path / "none").exists()
 
 
-def test_embeddings_are_never_computed_twice_for_the_same_text(rag: RAG, tmp_path: Path) -> None:
-    write(tmp_path / "a" / "x.txt", "Identical text in two files.")
-    write(tmp_path / "a" / "y.txt", "Identical text in two files.")
-    summary = rag.index([tmp_path / "a"], progress=False)
+def test_embeddings_are_never_computed_twice_for_the_same_text(rag: RAG) -> None:
+    # Two documents (a question set's, which come with their own ids) holding one text.
+    same = "Identical text in two documents."
+    docs = [Document(name, name, name, name.upper(), None, same) for name in ("x", "y")]
+    summary = rag.index_documents(docs, progress=False)
     assert (summary.chunks, summary.embedded) == (2, 1)
+
+
+def test_the_same_file_under_another_name_is_already_indexed_and_adds_nothing(rag: RAG, tmp_path: Path) -> None:
+    text = "# Harbor tunnel\n\n" + article(1)
+    first = write(tmp_path / "a" / "tunnel.md", text)
+    rag.index([first], progress=False)
+    (doc_id,) = [d for d, _ in rag.store.document_paths()]
+    # Under another name in another folder, later; and twice in one run (read before stored).
+    again = write(tmp_path / "b" / "tunnel (1).md", text)
+    write(tmp_path / "c" / "one.md", "# Other\n\n" + article(2))
+    write(tmp_path / "c" / "two.md", "# Other\n\n" + article(2))
+    summary = rag.index([again, tmp_path / "c"], progress=False)
+    assert (summary.added, summary.documents) == (1, 2)
+    said = {s.path: s.reason for s in summary.skipped}
+    assert said[str(again.resolve())] == f"already indexed as {doc_id} ({first.resolve()})"
+    assert said[str((tmp_path / "c" / "two.md").resolve())].startswith("already indexed as one-")
+    # Once the first file is gone, its twin is indexed (or moved: the same bytes) next time.
+    first.unlink()
+    summary = rag.index([tmp_path / "a", again], progress=False)
+    assert summary.skipped == () and rag.store.counts()["documents"] == 2
+    assert [p for _, p in rag.store.document_paths() if p.endswith("tunnel (1).md")] == [str(again.resolve())]
 
 
 def test_vector_index_round_trip_remove_and_ivf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from rag.config import IndexSettings, WebSettings
-from rag.ingest import duplicates
+from rag.ingest import duplicates, stories
 from rag.ingest.chunking import chunk_text
 from rag.ingest.readers import UnreadableError
 from rag.ingest.sources import Root, failure_reason, file_hash, load_documents, page_document, read_bounded, scan
@@ -126,8 +126,11 @@ class Indexer:
         skipped: list[Skipped] = list(found.skipped)
         counts = _Counts()
         self._sign_unsigned()
+        self.store.hash_unhashed()
         pending = _Pending()
         seen_paths: set[str] = set(found.present)
+        # Texts this run read, so an identical file later in the same run is found before it is stored.
+        read_texts: dict[str, tuple[str, str]] = {}
 
         bar = progress_bar(found.files, "indexing", "file", progress)
         self.chunk_progress = ChunkProgress(not bar.disable)
@@ -153,6 +156,11 @@ class Indexer:
             documents = self._keep_id(key, documents)
             documents, taken = self._own_ids(key, documents)
             problems += taken
+            documents, twins = self._new_texts(key, documents, read_texts)
+            if twins and not documents and not problems:
+                skipped.extend(twins)
+                continue  # the same text under another name: nothing to add, nothing to record
+            problems += twins
             skipped.extend(problems)
             kept = {doc.id for doc in documents}
             for doc in documents:
@@ -275,6 +283,24 @@ class Indexer:
             return [replace(documents[0], id=stored[0])]
         return documents
 
+    def _new_texts(
+        self, path: str, documents: list[Document], read_texts: dict[str, tuple[str, str]]
+    ) -> tuple[list[Document], list[Skipped]]:
+        """Leave out a new document whose text is already indexed from another file that is still
+        there (the same file uploaded or copied under another name): one line says which."""
+        kept: list[Document] = []
+        twins: list[Skipped] = []
+        for doc in documents:
+            known = self.store.document_hash(doc.id) is not None
+            indexed = [] if known else [(i, p) for i, p in self.store.documents_with_text(doc.text) if p != path]
+            twin = next(((i, p) for i, p in indexed if Path(p).exists()), None) or read_texts.get(doc.text)
+            if twin is not None and not known:
+                twins.append(Skipped(path, f"already indexed as {twin[0]} ({twin[1]})"))
+                continue
+            read_texts.setdefault(doc.text, (doc.id, path))
+            kept.append(doc)
+        return kept, twins
+
     def _own_ids(self, path: str, documents: list[Document]) -> tuple[list[Document], list[Skipped]]:
         """Keep the documents whose ids are free or already this file's. A JSONL record (an
         upload, say) that names another file's document id must not replace that document;
@@ -367,6 +393,10 @@ class Indexer:
                     counts.added += 1
             for path, digest, etag, last_modified in pending.files:
                 self.store.set_file_hash(path, digest or None, etag, last_modified)
+            # After every document of the group is stored, so links within the group are found
+            # whatever order its files were read in.
+            for doc, _, _ in pending.items:
+                stories.link(self.store, doc, self.settings.vectors_key)
         if added or removed_ids:
             ids = [c.id for c in added if c.id is not None]
             matrix = np.stack([vectors_by_hash[content_hash(c.text)] for c in added]) if added else _NO_VECTORS

@@ -1,7 +1,7 @@
 """The store's SQLite schema, as the migrations that build it: a new store runs them all, an
 older one the ones it lacks, each all-or-nothing (``Store`` runs them on open)."""
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -90,6 +90,19 @@ MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (band, hash, doc_id)
     ) WITHOUT ROWID;
     CREATE INDEX signature_bands_doc ON signature_bands(doc_id);
+    """,
+    # The same text indexed again under another name is found by its hash (rag.ingest.indexer);
+    # documents that report one story are linked (rag.ingest.stories), so a story is a lookup.
+    6: """
+    ALTER TABLE documents ADD COLUMN text_hash TEXT;
+    CREATE INDEX documents_text_hash ON documents(text_hash);
+    CREATE TABLE story_links (
+        doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        other_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        score REAL NOT NULL,
+        PRIMARY KEY (doc_id, other_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX story_links_other ON story_links(other_id);
     """,
 }
 

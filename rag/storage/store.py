@@ -309,13 +309,14 @@ class Store:
         with self.transaction() as db:
             removed = self._delete_chunks(doc.id)
             db.execute(
-                "INSERT INTO documents(id, path, source, title, date, text, content_hash, meta, indexed_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET path=excluded.path, "
+                "INSERT INTO documents(id, path, source, title, date, text, content_hash, meta, indexed_at, text_hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET path=excluded.path, "
                 "source=excluded.source, title=excluded.title, date=excluded.date, text=excluded.text, "
-                "content_hash=excluded.content_hash, meta=excluded.meta, indexed_at=excluded.indexed_at",
+                "content_hash=excluded.content_hash, meta=excluded.meta, indexed_at=excluded.indexed_at, "
+                "text_hash=excluded.text_hash",
                 (
                     doc.id, doc.path, doc.source, doc.title, doc.date, doc.text, doc.content_hash,
-                    json.dumps(doc.meta, ensure_ascii=False, default=str), _now(),
+                    json.dumps(doc.meta, ensure_ascii=False, default=str), _now(), content_hash(doc.text),
                 ),
             )  # fmt: skip
             stored = []
@@ -327,6 +328,50 @@ class Store:
                 stored.append(Chunk(doc.id, chunk.ordinal, chunk.start, chunk.end, chunk.text, cursor.lastrowid))
             self._bump_generation()
         return removed, stored
+
+    def hash_unhashed(self) -> None:
+        """Text hashes for documents stored before they were kept (schema 6)."""
+        rows = self.db.execute("SELECT id, text FROM documents WHERE text_hash IS NULL").fetchall()
+        if rows:
+            with self.transaction() as db:
+                db.executemany("UPDATE documents SET text_hash=? WHERE id=?", [(content_hash(t), i) for i, t in rows])
+
+    def documents_with_text(self, text: str) -> list[tuple[str, str]]:
+        """(id, path) of the documents whose text is exactly ``text``."""
+        rows = self.db.execute(
+            "SELECT id, path, text FROM documents WHERE text_hash=? ORDER BY id", (content_hash(text),)
+        )
+        return [(doc_id, path) for doc_id, path, stored in rows if stored == text]
+
+    # --- stories (rag.ingest.stories) ----------------------------------------------------
+
+    def put_story_links(self, doc_id: str, links: list[tuple[str, float]]) -> None:
+        """Replace ``doc_id``'s links to the other documents of its story."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM story_links WHERE doc_id=? OR other_id=?", (doc_id, doc_id))
+            db.executemany(
+                "INSERT OR REPLACE INTO story_links(doc_id, other_id, score) VALUES (?, ?, ?)",
+                [(min(doc_id, other), max(doc_id, other), score) for other, score in links if other != doc_id],
+            )
+
+    def story_neighbours(self, doc_ids: list[str]) -> dict[str, list[str]]:
+        """The documents linked to each of ``doc_ids``."""
+        found: dict[str, list[str]] = {doc_id: [] for doc_id in doc_ids}
+        try:
+            for i in range(0, len(doc_ids), 400):
+                part = doc_ids[i : i + 400]
+                marks = ",".join("?" * len(part))
+                for a, b in self.db.execute(
+                    f"SELECT doc_id, other_id FROM story_links WHERE doc_id IN ({marks}) OR other_id IN ({marks})",
+                    part + part,
+                ):
+                    if a in found:
+                        found[a].append(b)
+                    if b in found:
+                        found[b].append(a)
+        except sqlite3.OperationalError:  # a store from before stories, opened read-only
+            pass
+        return found
 
     # --- near-duplicate signatures (rag.ingest.duplicates) -----------------------------------------
 
