@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.answering.backends import LLMBackend, backend_from_config
+from rag.answering.over_time import timeline
 from rag.answering.reading import load_reader
 from rag.chat.follow_ups import History
-from rag.chat.turn import Sources, answer_turn
+from rag.chat.turn import Sources, answer_turn, sentence_scorer
 from rag.config import Config, IndexSettings
+from rag.ingest import stories
+from rag.ingest.stories import Version
 from rag.parts import STORE_FILE, UPLOADS, VECTORS_FILE, IndexParts
 from rag.search.query import Filters, SearchError
 from rag.search.retrieval import Retrieval, Retriever
@@ -33,7 +36,7 @@ from rag.storage.lookup import AmbiguousError, NotFoundError, one_document
 from rag.storage.lookup import resolve as resolve_ref
 from rag.storage.schema import SCHEMA_VERSION
 from rag.storage.store import LIST_ORDERS, Store
-from rag.types import Answer, Document, DocumentInfo, IndexSummary, Passage
+from rag.types import Answer, Document, DocumentInfo, IndexSummary, Passage, Timeline
 
 if TYPE_CHECKING:
     from embeddings import Encoder
@@ -281,15 +284,33 @@ class RAG:
         max_per_doc: int | None = None,
     ) -> Iterator[str | Answer]:
         """Like ``ask``, but yields the answer's text as it is written, then the ``Answer``."""
-        sources = Sources(
+        return answer_turn(self._sources(), question, history, answerer, filters, mode, k, max_per_doc)
+
+    def _sources(self) -> Sources:
+        """What a turn draws on from this index, each part loaded when first needed."""
+        return Sources(
             self.config,
             retrieve=lambda query, k, mode, filters, cap: self.retrieve(query, k, mode, filters, cap),
             encoder=lambda: self.encoder,
             rare_words=lambda words: self.retriever.rare_words(words),
             llm=lambda: self.llm,
             reader=lambda: load_reader(self.config.reader),
+            versions=self.versions,
         )
-        return answer_turn(sources, question, history, answerer, filters, mode, k, max_per_doc)
+
+    def versions(self, doc_id: str) -> list[Version]:
+        """The versions of ``doc_id``'s story, each with its syndicated copies; one version (the
+        document itself) when it reports a story alone."""
+        return stories.versions(self.store, doc_id, self.config.duplicate_threshold)
+
+    def timeline(self, query: str, filters: Filters | None = None) -> Timeline:
+        """The story ``query`` finds, one dated, cited sentence per version, oldest to newest;
+        no entries when nothing in the index answers it."""
+        answer = self.ask(query, filters=filters, answerer="extractive")
+        if not answer.answerable or not answer.citations:
+            return Timeline(query, ())
+        score, minimum = sentence_scorer(self._sources())
+        return timeline(query, self.versions(answer.citations[0].doc_id), score, filters, minimum)
 
     def warm_up(self) -> None:
         """Load what the first question would wait for (the model, the vectors, the word lists),

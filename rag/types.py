@@ -238,6 +238,11 @@ class AnswerSentence:
     support: float  # best support score among its citations; 0 when uncited
     supported: bool
     bullet: str = ""  # "- " or "2. " when an LLM wrote it as the first sentence of a list item
+    # When an answer gives a story's versions (rag.answering.over_time): the date of the report
+    # this sentence quotes, and its part: "lead", "differs" (another outlet, the same day),
+    # "earlier" or "later".
+    dated: str | None = None
+    role: str = ""
 
     @property
     def cited(self) -> bool:
@@ -251,6 +256,8 @@ class AnswerSentence:
             "supported": self.supported,
             "cited": self.cited,
             "bullet": self.bullet,
+            "dated": self.dated,
+            "role": self.role,
         }
 
 
@@ -294,6 +301,11 @@ class Answer:
         return f"{self.text[:start]}{before}{self.text[start:end]}{after}{self.text[end:]}"
 
     @property
+    def over_time(self) -> bool:
+        """Whether the answer gives a story's versions, each dated (``AnswerSentence.dated``)."""
+        return any(s.role for s in self.sentences)
+
+    @property
     def flagged(self) -> tuple[AnswerSentence, ...]:
         """Sentences with no citation, or whose citations do not support them."""
         return tuple(s for s in self.sentences if not s.supported)
@@ -311,7 +323,15 @@ class Answer:
             text=data["answer"],
             answerable=data["answerable"],
             sentences=tuple(
-                AnswerSentence(s["text"], tuple(s["citations"]), s["support"], s["supported"], s.get("bullet", ""))
+                AnswerSentence(
+                    s["text"],
+                    tuple(s["citations"]),
+                    s["support"],
+                    s["supported"],
+                    s.get("bullet", ""),
+                    s.get("dated"),
+                    s.get("role", ""),
+                )
                 for s in data["sentences"]
             ),
             citations=tuple(Citation(**c) for c in data["citations"]),
@@ -336,3 +356,36 @@ class Answer:
             "answer_span": self.answer_span.to_json() if self.answer_span else None,
             "evidence": {k: round(v, 4) for k, v in self.evidence.items()},
         }
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One report of a story in a timeline: the sentence that speaks to the query, cited, with
+    the figures that changed since the report before it (offsets into the quote)."""
+
+    citation: Citation
+    site: str
+    also: tuple[str, ...]  # outlets that ran a copy of this report
+    changed: tuple[tuple[int, int], ...]
+    relevance: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.citation.to_json(),
+            "site": self.site,
+            "also_published_by": list(self.also),
+            "changed": [{"start": a, "end": b, "text": self.citation.quote[a:b]} for a, b in self.changed],
+            "relevance": round(self.relevance, 4),
+        }
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A story's reports, oldest to newest (``rag timeline QUERY``)."""
+
+    query: str
+    entries: tuple[TimelineEntry, ...]
+    silent: tuple[str, ...] = ()  # "Bay Times (Sept. 18, 2026)": reports of the story that say nothing on it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"query": self.query, "entries": [e.to_json() for e in self.entries], "silent": list(self.silent)}

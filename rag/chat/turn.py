@@ -9,19 +9,23 @@ so this stage never reaches back up into the facade.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from embeddings.reader import Scored
 from rag.answering import NOT_IN_DOCUMENTS, Draft
 from rag.answering.answer_types import expected_type
 from rag.answering.citations import source_sentences
 from rag.answering.evidence import assess, unique
 from rag.answering.extractive import ExtractiveAnswerer
 from rag.answering.llm import LLMAnswerer
+from rag.answering.over_time import VERSION_MIN, Score, over_time
 from rag.answering.reading import read, rerank
+from rag.answering.time_words import time_asked
 from rag.chat.follow_ups import History, heuristic_query, llm_query
 from rag.config import ANSWERERS, Config
+from rag.ingest.stories import Version
 from rag.search.query import Filters, SearchError, check_k, check_question, check_unicode
 from rag.search.retrieval import Retrieval
 from rag.types import Answer
@@ -43,6 +47,27 @@ class Sources:
     rare_words: Callable[[set[str]], set[str]]
     llm: Callable[[], LLMBackend]
     reader: Callable[[], Reader | None] = lambda: None
+    # doc_id -> the versions of its story (rag.ingest.stories), empty when it is alone
+    versions: Callable[[str], Sequence[Version]] = lambda doc_id: ()
+
+
+# A sentence's cosine to the question from which a timeline quotes it, when the reader is off.
+COSINE_MIN = 0.4
+
+
+def sentence_scorer(sources: Sources) -> tuple[Score, float]:
+    """How a timeline judges each version's sentences, and from which score one speaks to the
+    question: the reader, or the encoder's cosine when the reader is off."""
+    reader = sources.reader()
+    if reader is not None:
+        return reader.score, VERSION_MIN
+
+    def cosine(question: str, texts: list[str]) -> list[Scored]:
+        encoder = sources.encoder()
+        wanted = encoder.encode_queries([question])[0]
+        return [Scored(float(v @ wanted), None, 0.0) for v in encoder.encode_documents(texts)]
+
+    return cosine, COSINE_MIN
 
 
 def check_turn(config: Config, question: str, history: History | None, answerer: str, k: int) -> None:
@@ -122,6 +147,14 @@ def answer_turn(
         draft = written
     else:
         draft = ExtractiveAnswerer().answer(evidence, passages)
+        if draft.answerable and evidence.best is not None and reader is not None:
+            # The answer's story may have other versions: the newest leads, the others dated.
+            # The reader tells which sentence of each version answers; without it (reader =
+            # none) the encoder's cosine chose wrong sentences too often (benchmarks/stories.py).
+            versions = sources.versions(evidence.sentences[evidence.best].doc_id)
+            if len(versions) > 1:
+                draft = over_time(draft, evidence, query, versions, reader.score, time_asked(query), filters)
+            timings["versions_ms"] = (time.perf_counter() - started) * 1000
         yield draft.text
     timings["answer_ms"] = (time.perf_counter() - started) * 1000
     timings["total_ms"] = (time.perf_counter() - began) * 1000
