@@ -41,7 +41,7 @@ $(BIN)/.installed-test: $(BIN)/.installed
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/rag index examples/articles examples/news --index-dir $(INDEX_DIR)
+	$(BIN)/rag index examples/articles examples/news examples/stories --index-dir $(INDEX_DIR)
 	$(BIN)/rag serve --index-dir $(INDEX_DIR) --host $(HOST) --port $(PORT)
 
 lint: $(BIN)/.installed-test

@@ -33,7 +33,20 @@ CSS = """
 .rag-copy, .rag-open { text-decoration: underline; cursor: pointer; }
 .rag-copy-text, .rag-hidden { display: none !important; }
 .rag-reader .rag-text { line-height: 1.6; max-height: 70vh; overflow-y: auto; }
+/* An answer over a story's versions: a timeline, the lead first, earlier reports dated below. */
+.rag-timeline { list-style: none; margin: 0; padding: 0 0 0 0.9em; border-left: 2px solid #d1d5db; }
+.rag-timeline li { position: relative; margin: 0 0 0.6em 0; }
+.rag-timeline li::before { content: ""; position: absolute; left: -1.28em; top: 0.45em; width: 0.6em; height: 0.6em;
+  border-radius: 50%; background: #9ca3af; }
+.rag-timeline li.rag-lead::before, .rag-timeline li.rag-differs::before { background: #2563eb; }
+.rag-timeline li.rag-heading::before { display: none; }
+.rag-timeline .rag-when { font-weight: 600; }
+.rag-timeline li.rag-earlier, .rag-timeline li.rag-later { color: #4b5563; }
+.dark .rag-timeline { border-left-color: #4b5563; }
+.dark .rag-timeline li.rag-earlier, .dark .rag-timeline li.rag-later { color: #9ca3af; }
 .rag-reader h3 { margin: 0 0 0.2em 0; }
+.rag-reader .rag-story { color: #4b5563; font-size: 0.85em; margin: 0 0 0.5em 1em; padding: 0; }
+.dark .rag-reader .rag-story { color: #9ca3af; }
 /* Narrow screens: the question box takes the whole width, the Ask and Stop buttons go under it. */
 @media (max-width: 700px) {
   #question-row { flex-wrap: wrap; }

@@ -86,6 +86,8 @@ def answer_message(answer: Answer) -> str:
     key = answer_key(answer)
     by_n = {c.n: c for c in answer.citations}
     span = answer.answer_span
+    if answer.over_time:
+        return _over_time_html(answer, key, by_n, span)
     blocks: list[str] = []  # paragraphs and list items, in order
     items: list[str] = []
     rows: list[list[str]] = []  # a Markdown table's rows, cells already escaped
@@ -100,8 +102,7 @@ def answer_message(answer: Answer) -> str:
             blocks.append(_table(rows))
             rows = []
         if span is not None and span.citation in sentence.citations and span.text in sentence.text:
-            before, _, after = sentence.text.partition(span.text)
-            text_html = f'{escape(before)}<strong class="rag-phrase">{escape(span.text)}</strong>{escape(after)}'
+            text_html = _phrase_html(sentence, span)
         else:
             text_html = _inline(sentence.text)
         html = _sentence_html(sentence, text_html, markers)
@@ -121,6 +122,36 @@ def answer_message(answer: Answer) -> str:
     copy = f'<span class="rag-copy-text">{escape(copy_text(answer))}</span>'
     tools = '<div class="rag-tools"><a class="rag-copy" href="#rag-copy">Copy</a></div>'
     return f'<div class="rag-answer">{body}{tools}{copy}</div>'
+
+
+def _phrase_html(sentence: AnswerSentence, span: AnswerSpan | None) -> str:
+    if span is not None and span.citation in sentence.citations and span.text in sentence.text:
+        before, _, after = sentence.text.partition(span.text)
+        return f'{escape(before)}<strong class="rag-phrase">{escape(span.text)}</strong>{escape(after)}'
+    return escape(sentence.text)
+
+
+def _over_time_html(answer: Answer, key: str, by_n: dict[int, Citation], span: AnswerSpan | None) -> str:
+    """A story's versions as a timeline: each line of the answer ("Sept. 18, 2026: ...", "Earlier,
+    March 4, 2026: ...", "Bay Times: ..." under "Sources differ on ..."), its date or outlet
+    apart, the lead first and marked; a line with no quote (a heading or a note) stands alone."""
+    rows = []
+    sentences = iter(answer.sentences)
+    pending = next(sentences, None)
+    for line in answer.text.split("\n"):
+        if pending is not None and pending.text in line:
+            prefix = line[: line.index(pending.text)].rstrip()
+            markers = "".join(_marker(key, by_n.get(n), n) for n in pending.citations)
+            rows.append(
+                f'<li class="rag-{escape(pending.role)}"><span class="rag-when">{escape(prefix)}</span> '
+                f"{_phrase_html(pending, span)}{markers}</li>"
+            )
+            pending = next(sentences, None)
+        else:
+            rows.append(f'<li class="rag-heading">{escape(line)}</li>')
+    copy = f'<span class="rag-copy-text">{escape(copy_text(answer))}</span>'
+    tools = '<div class="rag-tools"><a class="rag-copy" href="#rag-copy">Copy</a></div>'
+    return f'<div class="rag-answer"><ol class="rag-timeline">{"".join(rows)}</ol>{tools}{copy}</div>'
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -157,10 +188,15 @@ def _short_source(source: str) -> str:
     return source if "://" in source else source.rsplit("/", 1)[-1]
 
 
-def document_html(title: str, date: str | None, source: str, text: str, span: tuple[int, int] | None) -> str:
-    """A whole document for the reader, with the cited span marked (id rag-span, scrolled into view)."""
+def document_html(
+    title: str, date: str | None, source: str, text: str, span: tuple[int, int] | None, story: list[str] | None = None
+) -> str:
+    """A whole document for the reader, with the cited span marked (id rag-span, scrolled into
+    view), and the other reports of its story ("updated Sept. 18, 2026: ...") under its date."""
     head = (f'<div class="rag-reader"><h3>{escape(title)}</h3><div class="meta">{escape(date or "no date")} · '
             f"{escape(source)}</div>")  # fmt: skip
+    if story:
+        head += '<ul class="rag-story">' + "".join(f"<li>{escape(line)}</li>" for line in story) + "</ul>"
     if span is None:
         return head + f'<div class="rag-text">{_lines(text, headings=True)}</div></div>'
     start, end = span

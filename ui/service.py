@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from rag.answering.backends import LLMError
+from rag.answering.time_words import news_date
 from rag.api import RAG, UPLOADS, NoIndexError
 from rag.chat.saved import ConversationStore
 from rag.chat.transcript import Conversation, to_markdown
 from rag.config import Config
+from rag.ingest import dates, stories
 from rag.ingest.sources import file_problem, read_bounded
 from rag.search.query import Filters, SearchError
 from rag.types import Answer
@@ -281,8 +283,17 @@ class ChatService:
             return []
         filters = Filters.parse(since, until, (), [source] if source.strip() else [])
         _, docs = rag.documents(filters, title.strip() or None, limit=1000)
-        return [[d.title, d.date or "", d.source.rsplit("/", 1)[-1], d.chunks, d.indexed_at[:16].replace("T", " "),
-                 d.id] for d in docs]  # fmt: skip
+        return [
+            [
+                d.title,
+                d.date or "no date",
+                d.source.rsplit("/", 1)[-1],
+                d.chunks,
+                d.indexed_at[:16].replace("T", " "),
+                d.id,
+            ]
+            for d in docs
+        ]
 
     def read(self, name: str, target: str) -> str:
         """The reader's HTML for "DOC_ID" or a link target "DOC_ID/START/END" (the span marked)."""
@@ -296,7 +307,11 @@ class ChatService:
             return '<p class="rag-not-found">That document is no longer in the index.</p>'
         if span is not None and not 0 <= span[0] <= span[1] <= len(doc.text):
             span = None
-        return document_html(doc.title, doc.date, doc.source, doc.text, span)
+        story = [
+            f"{relation} {news_date(when)}: {title} ({site})"
+            for _, relation, when, title, site in stories.relations(doc.id, rag.versions(doc.id))
+        ]
+        return document_html(doc.title, dates.describe(doc.date, doc.meta), doc.source, doc.text, span, story)
 
     def delete_document(self, name: str, doc_id: str) -> str:
         rag = self.collections[name].rag

@@ -16,11 +16,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rag.answering.time_words import news_date
 from rag.api import RAG
 from rag.chat.transcript import Conversation, read_conversation, write_conversation
-from rag.cli.console import also_line, chat, print_answer
+from rag.cli.console import also_line, chat, print_answer, print_timeline
 from rag.cli.parser import build_parser
 from rag.config import Config, ConfigError
+from rag.ingest import dates, stories
 from rag.ingest.web import is_url
 from rag.search.query import Filters
 from rag.types import Answer, IndexSummary
@@ -195,10 +197,40 @@ def cmd_remove(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     with RAG.open(config=config_from_args(args), read_only=True) as rag:
         doc = rag.document(args.doc_id)
+        versions = rag.versions(doc.id)
+    story = stories.relations(doc.id, versions)
     if args.json:
-        _print_json({"doc_id": doc.id, "title": doc.title, "source": doc.source, "date": doc.date, "text": doc.text})
-    else:
-        print(f"{doc.title}\n{doc.date or 'no date'} · {doc.source}\n\n{doc.text}")
+        _print_json({
+            "doc_id": doc.id, "title": doc.title, "source": doc.source, "date": doc.date,
+            "date_source": doc.meta.get("date_source") or None, "published": doc.meta.get("published"),
+            "date_notes": doc.meta.get("date_notes", []), "site": doc.meta.get("site"),
+            "story": [{"doc_id": i, "relation": r, "date": d, "title": t, "site": s} for i, r, d, t, s in story],
+            "text": doc.text,
+        })  # fmt: skip
+        return EXIT_OK
+    print(doc.title)
+    print(f"{dates.describe(doc.date, doc.meta)} · {doc.source}")
+    if doc.meta.get("site"):
+        print(f"published by {doc.meta['site']}")
+    if story:
+        print(f"story: {counted(len(story) + 1, 'report')}")
+        for other, relation, when, title, site in story:
+            print(f"  {relation} {news_date(when)}: {title} ({site}; {other})")
+    print(f"\n{doc.text}")
+    return EXIT_OK
+
+
+def cmd_timeline(args: argparse.Namespace) -> int:
+    filters = Filters.parse(args.since, args.until, (), args.source)
+    with RAG.open(config=config_from_args(args), read_only=True) as rag:
+        found = rag.timeline(args.query, filters)
+    if args.json:
+        _print_json(found.to_json())
+        return EXIT_OK
+    if not found.entries:
+        print(f'No story in the index answers "{args.query}"; try other words, or `rag search`.')
+        return EXIT_OK
+    print_timeline(found, sys.stdout)
     return EXIT_OK
 
 
@@ -403,6 +435,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": cmd_list,
     "remove": cmd_remove,
     "show": cmd_show,
+    "timeline": cmd_timeline,
     "status": cmd_status,
     "gc": cmd_gc,
     "search": cmd_search,

@@ -13,10 +13,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TextIO
 
+from rag.answering.time_words import news_date
 from rag.api import RAG
 from rag.chat.transcript import Conversation, to_markdown, write_conversation
 from rag.search.query import SearchError
-from rag.types import Answer, Citation, Copy
+from rag.types import Answer, Citation, Copy, Timeline
 from rag.wording import counted
 
 AROUND = 600  # characters shown each side of a cited span by /open
@@ -48,6 +49,32 @@ def print_answer(answer: Answer, out: TextIO, show_prompt: bool = False) -> None
         print_citations(answer.citations, out, {p.doc_id: p.also for p in answer.passages if p.also})
     if answer.query != answer.question:
         print(f"\n(searched for: {answer.query})", file=out)
+
+
+def print_timeline(found: Timeline, out: TextIO) -> None:
+    """A story's reports, oldest first: date and outlet, the quote with changed figures in bold."""
+    on, off = bold(out)
+    first, last = found.entries[0].citation.date, found.entries[-1].citation.date
+    # Headed by the newest report that speaks to the query best.
+    head = max((e for e in found.entries if e.citation.date == last), key=lambda e: e.relevance).citation.title
+    print(f"{head}: {counted(len(found.entries), 'report')}, "
+          f"{news_date(first)} to {news_date(last)}\n", file=out)  # fmt: skip
+    for entry in found.entries:
+        c = entry.citation
+        also = f" · also published by {', '.join(entry.also)}" if entry.also else ""
+        print(f"{news_date(c.date)} · {entry.site}{also}", file=out)
+        quote, shift = c.quote, 0
+        for a, b in entry.changed:
+            quote = f"{quote[: a + shift]}{on}{quote[a + shift : b + shift]}{off}{quote[b + shift :]}"
+            shift += len(on) + len(off)
+        print(textwrap.indent(textwrap.fill(f"“{quote}” [{c.n}]", width=96), "    "), file=out)
+        if entry.changed:
+            print(f"    changed: {', '.join(c.quote[a:b] for a, b in entry.changed)}", file=out)
+    if found.silent:
+        print(f"Also in this story, saying nothing on it: {', '.join(found.silent)}", file=out)
+    print(file=out)
+    for entry in found.entries:
+        print(citation_line(entry.citation), file=out)
 
 
 def citation_line(c: Citation) -> str:

@@ -125,9 +125,32 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("target", metavar="DOC", help="a document id, a file or folder path, or the start of a title")
     _common(remove)
 
-    show = commands.add_parser("show", help="print one document")
+    show = commands.add_parser(
+        "show",
+        help="print one document, where its date came from, and the other reports of its story",
+        description=(
+            "Prints the document's title, date (and whether it came from a printed Published or "
+            "Updated line, the dateline, front matter or file metadata), publisher, the other "
+            "documents of its story (updates, same-day reports, syndicated copies), then its text."
+        ),
+    )
     show.add_argument("doc_id", metavar="DOC", help="a document id, its file's path, or the start of its title")
     _common(show)
+
+    timeline = commands.add_parser(
+        "timeline",
+        help="how a story developed: one dated, cited sentence per report, oldest to newest",
+        description=(
+            "Finds the story that answers QUERY and quotes, for each of its reports (updates and "
+            "other outlets' reports; syndicated copies are named under the report they copy), the "
+            "sentence that speaks to QUERY, oldest to newest, with the figures that changed since "
+            "the report before marked."
+        ),
+    )
+    timeline.add_argument("query", metavar="QUERY", help='what to follow, e.g. "How many workers are on the tunnel?"')
+    _filter_options(timeline, passages=False)
+    _reader_option(timeline)
+    _common(timeline)
 
     status = commands.add_parser("status", help="counts, model, index type and sizes on disk")
     _common(status)
