@@ -284,12 +284,7 @@ class Retriever:
         rows = self._chunk_rows([cid for cid, _ in ranked])
         present = [cid for cid, _ in ranked if cid in rows]
         copies = (
-            duplicates.CopyFilter(
-                self.db,
-                self.duplicate_threshold,
-                [rows[cid][0] for cid in present],
-                {rows[cid][0]: rows[cid][7] for cid in present},
-            )
+            duplicates.CopyFilter(self.db, self.duplicate_threshold, [rows[cid][0] for cid in present])
             if self.duplicate_threshold > 0
             else None
         )
