@@ -225,11 +225,28 @@ def test_a_similar_report_with_other_figures_or_a_week_later_is_not_a_copy() -> 
     assert not duplicates.same_version(herald, later)
 
 
-SYNDICATED = {  # files of four stories: each pair's first is the original
+def test_a_copy_that_credits_the_original_and_cuts_half_of_it_is_still_a_copy() -> None:
+    def doc(name: str) -> tuple[duplicates.Facts, object]:
+        path = STORIES / "articles" / name
+        (d,), _ = load_documents(path, path.read_bytes())
+        facts = duplicates.Facts(d.id, d.title, d.source, d.path, d.date, d.meta["site"], d.meta.get("credit"), d.text)
+        return facts, duplicates.signature(d.text)
+
+    (original, a), (copy, b) = doc("ravensmoor-gazette-june.md"), doc("ravensmoor-northwire-june.md")
+    similar = duplicates.similarity(a, b)  # type: ignore[arg-type]
+    assert duplicates.CREDITED_MIN <= similar < 0.5 and copy.credit == original.site == "Moorland Gazette"
+    assert duplicates.alike(original, copy, similar, 0.5) and duplicates.same_version(original, copy)
+    uncredited = duplicates.Facts(*[getattr(copy, f) for f in ("id", "title", "source", "path", "date", "site")],
+                                  None, copy.text)  # fmt: skip
+    assert not duplicates.alike(original, uncredited, similar, 0.5)
+
+
+SYNDICATED = {  # files of five stories: each pair's first is the original
     ("tunnel-herald-september.md", "tunnel-coastalpost-september.md"),  # the earlier day
     ("measles-globalwire-march.html", "measles-leedsstar-march.md"),  # same day, credited, an HTML page
     ("storm-courier-jan15.txt", "storm-highlandwire-jan15.md"),  # same day, credited, a text file
     ("dunmore-dispatch-oct20.md", "dunmore-regionalwire-oct20.html"),  # the copy an HTML page
+    ("ravensmoor-gazette-june.md", "ravensmoor-northwire-june.md"),  # a day later, half of it, credited
 }
 
 

@@ -168,7 +168,11 @@ def versions(store: Store, doc_id: str, threshold: float) -> list[Version]:
         for group in groups:
             first = group[0]
             a, b = signed.get(other), signed.get(first.id)
-            similar = a is not None and b is not None and duplicates.similarity(a, b) >= threshold
+            similar = (
+                a is not None
+                and b is not None
+                and duplicates.alike(mine, first, duplicates.similarity(a, b), threshold)
+            )
             if similar and duplicates.same_version(mine, first):
                 group.append(mine)
                 break
