@@ -87,6 +87,7 @@ _DATELINE = re.compile(
 # and "Vol. 3", "No. 5", "Fig. 2"); sentencex knows most, this catches the rest.
 _TITLE_ABBREVIATIONS = re.compile(
     r"(?:^|[\s(\"“])(?:Mr|Mrs|Ms|Mx|Dr|Prof|Gen|Sen|Rep|Gov|Lt|Col|Capt|Sgt|Adm|Cmdr|Maj|Rev|Hon|Pres|"
+    r"Cllr|Supt|Insp|Det|Cpl|Pte|Brig|Cdr|Msgr|Fr|Rt|Ave|"
     r"St|Mt|Ft|Vol|No|Nos|Fig|Figs|Eq|Ref|Refs|Sec|Art|Ch|pp|cf|vs|approx|Ae|Cx|"
     r"[A-Z])\.$"
 )
