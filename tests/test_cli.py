@@ -346,3 +346,36 @@ def test_a_port_that_is_not_one_is_a_usage_error(port: str, capsys: pytest.Captu
         main(["serve", "--port", port])
     assert stopped.value.code == 2
     assert f"argument --port: '{port}' is not a port; give 0 to 65535" in capsys.readouterr().err
+
+
+def test_a_watch_line_counts_in_the_singular_and_the_plural() -> None:
+    from rag.cli.commands import watch_line
+    from rag.types import IndexSummary
+
+    def line(copies: int, added: int = 1, embedded: int = 1, documents: int = 1) -> str:
+        return watch_line(IndexSummary(added, 0, 0, 0, (), documents, 1, embedded, 0.1, copies=copies))
+
+    assert line(1).endswith("1 chunk embedded; the index holds 1 document (1 new copy of an indexed article)")
+    assert line(3, 3, 9, 9).endswith(
+        "9 chunks embedded; the index holds 9 documents (3 new copies of indexed articles)"
+    )
+    assert line(0).endswith("the index holds 1 document")
+
+
+def test_index_exits_1_when_every_file_named_was_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "photo.txt").write_bytes(b"\x00\x01\x02binary")
+    (folder / "empty.md").write_text("")
+    (folder / "table.csv").write_text("a,b\n1,2\n")
+    index = str(tmp_path / "idx")
+    code, out, err = run(capsys, "index", str(folder), "--index-dir", index, *FAST)
+    assert code == 1 and "Skipped 3:" in out
+    assert err.strip() == "Nothing could be indexed: every file was skipped."
+    # One good file beside them: a partial run that indexed something, exit 0.
+    write(folder / "good.md", "# Good\n\nA readable article. It has two sentences.")
+    assert run(capsys, "index", str(folder), "--index-dir", index, *FAST)[0] == 0
+    # The same text under another name adds nothing and is no failure.
+    write(tmp_path / "again.md", "# Good\n\nA readable article. It has two sentences.")
+    code, out, _ = run(capsys, "index", str(tmp_path / "again.md"), "--index-dir", index, *FAST)
+    assert code == 0 and "already indexed as good-" in out

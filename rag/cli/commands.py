@@ -23,6 +23,7 @@ from rag.cli.console import also_line, chat, print_answer, print_timeline
 from rag.cli.parser import build_parser
 from rag.config import Config, ConfigError
 from rag.ingest import dates, stories
+from rag.ingest.indexer import ALREADY_INDEXED
 from rag.ingest.web import is_url
 from rag.search.query import Filters
 from rag.types import Answer, IndexSummary
@@ -97,6 +98,14 @@ def cmd_index(args: argparse.Namespace) -> int:
     missing = [
         s for s in summary.skipped if s.reason == "no such file or folder" or (is_url(s.path) and s.path in named)
     ]
+    # Files were named and every one failed (unreadable, empty, unsupported): as a missing folder.
+    failed = [s for s in summary.skipped if not s.reason.startswith(ALREADY_INDEXED)]
+    found = summary.added + summary.updated + summary.unchanged + summary.moved
+    if args.paths and failed and len(failed) == len(summary.skipped) and not found:
+        if not args.json:
+            print(f"Nothing could be indexed: {'the file was' if len(failed) == 1 else 'every file was'} skipped.",
+                  file=sys.stderr)  # fmt: skip
+        return EXIT_PARTIAL
     return EXIT_PARTIAL if missing else EXIT_OK
 
 
@@ -132,14 +141,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 if args.json:
                     print(json.dumps({"run": runs, "at": _clock(), **summary.to_json()}), flush=True)
                 elif runs == 1 or summary.added or summary.updated or summary.removed or summary.moved:
-                    print(
-                        f"[{_clock()}] {summary.added} added, {summary.updated} updated, "
-                        f"{summary.unchanged} unchanged, {summary.removed} removed; "
-                        f"{counted(summary.embedded, 'chunk')} embedded; the index holds "
-                        f"{counted(summary.documents, 'document')}"
-                        + (f" ({summary.copies} new copies of indexed articles)" if summary.copies else ""),
-                        flush=True,
-                    )
+                    print(f"[{_clock()}] {watch_line(summary)}", flush=True)
                 if not args.json:
                     # A problem is said once, and again only after it went away and came back.
                     for path, reason in sorted(problems - reported):
@@ -149,6 +151,21 @@ def cmd_watch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"rag: stopped watching after {counted(runs, 'run')}; the index is consistent", file=sys.stderr)
         return EXIT_OK
+
+
+def watch_line(summary: IndexSummary) -> str:
+    """What one `rag watch` run did: "1 added, ...; 1 chunk embedded; ... (1 new copy of an
+    indexed article)"."""
+    copies = ""
+    if summary.copies == 1:
+        copies = " (1 new copy of an indexed article)"
+    elif summary.copies:
+        copies = f" ({summary.copies} new copies of indexed articles)"
+    return (
+        f"{summary.added} added, {summary.updated} updated, {summary.unchanged} unchanged, {summary.removed} removed; "
+        f"{counted(summary.embedded, 'chunk')} embedded; the index holds {counted(summary.documents, 'document')}"
+        + copies
+    )
 
 
 def _clock() -> str:

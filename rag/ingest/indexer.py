@@ -37,6 +37,8 @@ T = TypeVar("T")
 Embed = Callable[[list[str]], np.ndarray]
 ApplyToVectors = Callable[[list[int], list[int], np.ndarray], None]
 _NO_VECTORS = np.zeros((0, 0), dtype=np.float32)
+# How a skip for the same text under another name begins: nothing failed, nothing was added.
+ALREADY_INDEXED = "already indexed as"
 
 
 @dataclass
@@ -295,7 +297,7 @@ class Indexer:
             indexed = [] if known else [(i, p) for i, p in self.store.documents_with_text(doc.text) if p != path]
             twin = next(((i, p) for i, p in indexed if Path(p).exists()), None) or read_texts.get(doc.text)
             if twin is not None and not known:
-                twins.append(Skipped(path, f"already indexed as {twin[0]} ({twin[1]})"))
+                twins.append(Skipped(path, f"{ALREADY_INDEXED} {twin[0]} ({twin[1]})"))
                 continue
             read_texts.setdefault(doc.text, (doc.id, path))
             kept.append(doc)
