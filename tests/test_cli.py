@@ -379,3 +379,26 @@ def test_index_exits_1_when_every_file_named_was_skipped(tmp_path: Path, capsys:
     write(tmp_path / "again.md", "# Good\n\nA readable article. It has two sentences.")
     code, out, _ = run(capsys, "index", str(tmp_path / "again.md"), "--index-dir", index, *FAST)
     assert code == 0 and "already indexed as good-" in out
+
+
+@pytest.mark.slow
+def test_library_warnings_go_into_the_skip_reason_and_print_only_with_verbose(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.test_ingest import make_pdf
+
+    folder = tmp_path / "docs"
+    write(folder / "good.md", "# Good\n\nA readable article. It has two sentences.")
+    (folder / "cut.pdf").write_bytes(make_pdf("Hello world. This is a test.")[:-30])
+
+    def index(*extra: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "rag.cli", "index", str(folder), "--index-dir", str(tmp_path / "idx"), *FAST]
+        return subprocess.run([*argv, "--no-progress", *extra], capture_output=True, text=True, timeout=120)
+
+    quiet = index()
+    assert quiet.returncode == 0 and "EOF marker" not in quiet.stderr, quiet.stderr
+    assert f"{folder / 'cut.pdf'}: not a readable PDF (" in quiet.stdout
+    assert "[pypdf: EOF marker not found]" in quiet.stdout
+    loud = index("--verbose")  # the bad file is read again (it failed), and pypdf's line printed
+    assert "rag: EOF marker not found" in loud.stderr and "[pypdf: EOF marker not found]" in loud.stdout

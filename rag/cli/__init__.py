@@ -22,6 +22,7 @@ from rag.chat.transcript import HistoryError
 from rag.cli.commands import COMMANDS, EXIT_OK, EXIT_USAGE
 from rag.cli.parser import build_parser
 from rag.config import ConfigError
+from rag.ingest.sources import is_ours
 from rag.search.milvus import MilvusError
 from rag.search.query import SearchError
 from rag.search.reranking import RerankerError
@@ -38,9 +39,19 @@ USER_ERRORS = (
 )  # fmt: skip
 
 
+def _quiet_libraries(record: logging.LogRecord) -> bool:
+    """Library warnings (pypdf's "EOF marker not found") are printed only with --verbose: a file
+    they concern is listed with them in its skip reason instead."""
+    return is_ours(record)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="rag: %(message)s", level=logging.WARNING)
     args = build_parser().parse_args(argv)
+    for handler in logging.getLogger().handlers:
+        handler.removeFilter(_quiet_libraries)
+        if not getattr(args, "verbose", False):
+            handler.addFilter(_quiet_libraries)
     try:
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # inside the try: a closed pipe shows up here as often as in print

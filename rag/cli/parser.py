@@ -37,6 +37,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="a Milvus Lite file or http://HOST:19530 (default: as last written, else INDEX_DIR/milvus.db)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument(
+        "--verbose", action="store_true", help="also print the warnings of the libraries that read files (pypdf, ...)"
+    )
 
 
 def _version() -> str:

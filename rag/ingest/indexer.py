@@ -22,7 +22,17 @@ from rag.config import IndexSettings, WebSettings
 from rag.ingest import duplicates, stories
 from rag.ingest.chunking import chunk_text
 from rag.ingest.readers import UnreadableError
-from rag.ingest.sources import Root, failure_reason, file_hash, load_documents, page_document, read_bounded, scan
+from rag.ingest.sources import (
+    Root,
+    failure_reason,
+    file_hash,
+    library_notes,
+    load_documents,
+    page_document,
+    read_bounded,
+    scan,
+    with_notes,
+)
 from rag.ingest.web import Failure, Fetcher, Page, crawl, is_url, kind_of
 from rag.storage.store import Store
 from rag.types import Chunk, Document, IndexSummary, Skipped, content_hash
@@ -233,12 +243,13 @@ class Indexer:
             "author": item.author if item else None,
             "feed": page.feed,
         }
-        try:
-            doc = page_document(page.url, response.body, kind_of(response), response.url, item_meta)
-        except UnreadableError as exc:
-            return Skipped(page.url, str(exc))  # the page's earlier version, if any, is kept
-        except Exception as exc:  # a reader library's own failure is still one page's problem
-            return Skipped(page.url, failure_reason(exc))
+        with library_notes() as notes:
+            try:
+                doc = page_document(page.url, response.body, kind_of(response), response.url, item_meta)
+            except UnreadableError as exc:
+                return Skipped(page.url, with_notes(str(exc), notes))  # the page's earlier version, if any, is kept
+            except Exception as exc:  # a reader library's own failure is still one page's problem
+                return Skipped(page.url, with_notes(failure_reason(exc), notes))
         stored = self.store.document_ids_for_path(page.url)
         if len(stored) == 1 and stored[0] != doc.id:
             before = self.store.get_document(stored[0])

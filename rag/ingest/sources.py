@@ -7,10 +7,13 @@ raises for a bad file: problems come back as ``Skipped`` entries with a one-line
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import stat
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,22 +129,68 @@ def file_hash(data: bytes) -> str:
 
 
 def load_documents(path: Path, data: bytes) -> tuple[list[Document], list[Skipped]]:
-    """Parse one file's bytes into documents; unreadable parts become ``Skipped`` entries."""
+    """Parse one file's bytes into documents; unreadable parts become ``Skipped`` entries, with
+    what the reading library logged about the file ("pypdf: EOF marker not found") in the reason."""
     documents: list[Document] = []
     skipped: list[Skipped] = []
+    with library_notes() as notes:
+        try:
+            for item in read_file(path.suffix.lower(), data):
+                if isinstance(item, UnreadableError):
+                    skipped.append(Skipped(str(path), str(item)))
+                elif not item.text.strip():
+                    skipped.append(Skipped(_where(path, item), "empty document (no text after extraction)"))
+                else:
+                    documents.append(_to_document(path, item))
+        except UnreadableError as exc:
+            skipped.append(Skipped(str(path), str(exc)))
+        except Exception as exc:  # a reader library's own failure is still one file's problem
+            skipped.append(Skipped(str(path), failure_reason(exc)))
+    return documents, [Skipped(s.path, with_notes(s.reason, notes)) for s in skipped]
+
+
+# Loggers of this project; any other logger belongs to a library (pypdf, trafilatura, htmldate).
+OUR_LOGGERS = ("rag", "embeddings", "ui", "eval")
+
+
+def is_ours(record: logging.LogRecord) -> bool:
+    return record.name.split(".")[0] in OUR_LOGGERS
+
+
+class _Notes(logging.Handler):
+    """Collects what libraries log in one thread while it reads one file."""
+
+    def __init__(self, notes: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.notes = notes
+        self.thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread and not is_ours(record):
+            note = f"{record.name.split('.')[0]}: {' '.join(record.getMessage().split())}"
+            if note not in self.notes:
+                self.notes.append(note)
+
+
+@contextmanager
+def library_notes() -> Iterator[list[str]]:
+    """What reader libraries log while a file is read (the command line prints it only with
+    --verbose: a skipped file's reason carries it instead)."""
+    notes: list[str] = []
+    handler = _Notes(notes)
+    root = logging.getLogger()
+    root.addHandler(handler)
     try:
-        for item in read_file(path.suffix.lower(), data):
-            if isinstance(item, UnreadableError):
-                skipped.append(Skipped(str(path), str(item)))
-            elif not item.text.strip():
-                skipped.append(Skipped(_where(path, item), "empty document (no text after extraction)"))
-            else:
-                documents.append(_to_document(path, item))
-    except UnreadableError as exc:
-        skipped.append(Skipped(str(path), str(exc)))
-    except Exception as exc:  # a reader library's own failure is still one file's problem
-        skipped.append(Skipped(str(path), failure_reason(exc)))
-    return documents, skipped
+        yield notes
+    finally:
+        root.removeHandler(handler)
+
+
+def with_notes(reason: str, notes: list[str], limit: int = 200) -> str:
+    if not notes:
+        return reason
+    said = "; ".join(notes)
+    return f"{reason} [{said[:limit] + ('…' if len(said) > limit else '')}]"
 
 
 def failure_reason(exc: BaseException) -> str:
