@@ -44,10 +44,17 @@ def markdown(summary: dict[str, Any], title: str) -> str:
         "",
         "## Answers and citations",
         "",
-        "| EM | F1 | contains gold | citation precision | citation recall | no-answer precision | no-answer recall |",
-        "|---|---|---|---|---|---|---|",
-        f"| {cell(a['em'])} | {cell(a['f1'])} | {cell(a['contains'])} | {cell(c['precision'])} "
-        f"| {cell(c['recall'])} | {cell(n['precision'])} | {cell(n['recall'])} |",
+        "| EM | F1 | EM (sentences) | F1 (sentences) | contains gold | citation precision | citation recall "
+        "| no-answer precision | no-answer recall |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {cell(a['em'])} | {cell(a['f1'])} | {cell(a.get('em_sentence'))} | {cell(a.get('f1_sentence'))} "
+        f"| {cell(a['contains'])} | {cell(c['precision'])} | {cell(c['recall'])} | {cell(n['precision'])} "
+        f"| {cell(n['recall'])} |",
+        "",
+        f"EM and F1 score the answer phrase (`answer_span`, marked in {cell(a.get('phrase_marked'))} of the "
+        "answers) where the answer marks one, else the answer's sentences; the sentence columns always score "
+        'the sentences. Contains gold: the sentences hold a gold answer. Citation precision is "–" when '
+        "the set gives no gold spans (`evidence`): a citation cannot be judged.",
         "",
         "## Latency (ms)",
         "",

@@ -36,9 +36,12 @@ class QuestionResult:
     first_hit: int | None
     answer: str
     answerable: bool
-    em: float
+    em: float  # on the answer phrase when the answer marks one, else on its sentences
     f1: float
     contains: float
+    em_sentence: float  # on the answer's sentences, always
+    f1_sentence: float
+    phrase: str | None  # the answer phrase scored, when there was one
     citations: list[list[Any]]  # [doc_id, start, end, quote]
     citation_hits: int
     covered: bool
@@ -75,6 +78,9 @@ def evaluate_question(rag: RAG, q: Question, answerer: str | None) -> QuestionRe
                 for p in passages]  # fmt: skip
     answer = rag.ask(q.question, answerer=answerer)
     prediction = " ".join(s.text for s in answer.sentences) if answer.answerable else ""
+    # The answer phrase is what a reader takes as the answer; the sentences are its context.
+    phrase = answer.answer_span.text if answer.answerable and answer.answer_span else None
+    short = phrase if phrase is not None else prediction
     hits = [c for c in answer.citations
             if any(s.doc_id == c.doc_id and overlaps(c.start, c.end, s.start, s.end) for s in q.spans)]  # fmt: skip
     covered = any(
@@ -91,9 +97,12 @@ def evaluate_question(rag: RAG, q: Question, answerer: str | None) -> QuestionRe
         first_hit=first_hit_rank(relevant),
         answer=answer.text,
         answerable=answer.answerable,
-        em=exact_match(prediction, q.answers) if q.answers else 0.0,
-        f1=token_f1(prediction, q.answers) if q.answers else 0.0,
+        em=exact_match(short, q.answers) if q.answers else 0.0,
+        f1=token_f1(short, q.answers) if q.answers else 0.0,
         contains=contains_answer(prediction, q.answers) if q.answers else 0.0,
+        em_sentence=exact_match(prediction, q.answers) if q.answers else 0.0,
+        f1_sentence=token_f1(prediction, q.answers) if q.answers else 0.0,
+        phrase=phrase,
         citations=[[c.doc_id, c.start, c.end, c.quote] for c in answer.citations],
         citation_hits=len(hits),
         covered=covered,
@@ -133,7 +142,11 @@ def summarize(results: Sequence[QuestionResult], wall_ms: float, reanchor: tuple
     }
     retrieval["mrr"] = _mean([1 / r.first_hit if r.first_hit else 0.0 for r in with_gold])
     retrieval["ndcg@10"] = _mean([ndcg(r.relevant, 10) for r in with_gold])
-    all_citations = sum(len(r.citations) for r in results)
+    # Citation precision needs to know what a right citation is: the gold spans (a question that
+    # has none says nothing), or none at all (an unanswerable question's every citation is wrong).
+    # A set with no gold spans cannot measure it: None, shown as "–".
+    judged = [r for r in results if r.gold_spans or r.unanswerable] if with_gold else []
+    all_citations = sum(len(r.citations) for r in judged)
     said_no = [r for r in results if not r.answerable]
     truly_no = [r for r in results if r.unanswerable]
     pipeline_ms = sum(r.retrieval_ms + r.timings_ms.get("total_ms", 0.0) for r in results)
@@ -145,9 +158,12 @@ def summarize(results: Sequence[QuestionResult], wall_ms: float, reanchor: tuple
             "em": _mean([r.em for r in answerable]),
             "f1": _mean([r.f1 for r in answerable]),
             "contains": _mean([r.contains for r in answerable]),
+            "em_sentence": _mean([r.em_sentence for r in answerable]),
+            "f1_sentence": _mean([r.f1_sentence for r in answerable]),
+            "phrase_marked": _mean([float(r.phrase is not None) for r in answerable]),
         },
         "citations": {
-            "precision": round(sum(r.citation_hits for r in results) / all_citations, 4) if all_citations else None,
+            "precision": round(sum(r.citation_hits for r in judged) / all_citations, 4) if all_citations else None,
             "recall": _mean([float(r.covered) for r in with_gold]),
         },
         "no_answer": {

@@ -55,7 +55,8 @@ def test_eval_indexes_the_set_then_asks_every_question(tmp_path: Path, capsys: p
     assert summary["n"] == 6
     assert set(summary["retrieval"]) == {"hit@1", "hit@3", "hit@5", "hit@10", "hit@20", "mrr", "ndcg@10"}
     assert summary["retrieval"]["hit@20"] == 1.0  # a tiny corpus: every gold span is retrieved
-    assert set(summary["answer"]) == {"em", "f1", "contains"} and set(summary["no_answer"]) == {"precision", "recall"}
+    assert set(summary["answer"]) == {"em", "f1", "contains", "em_sentence", "f1_sentence", "phrase_marked"}
+    assert set(summary["no_answer"]) == {"precision", "recall"}
     assert summary["counts"] == {"answerable": 5, "with_gold_spans": 4, "unanswerable": 1,
                                  "abstained": summary["counts"]["abstained"], "reanchored_answers": 1,
                                  "unanchored_answers": 1}  # fmt: skip
@@ -122,3 +123,30 @@ def test_bad_question_sets_are_named(tmp_path: Path, capsys: pytest.CaptureFixtu
         load_questions(bad)
     assert main(["eval", "--index-dir", str(tmp_path / "i")]) == 2
     assert "name a question set FILE" in capsys.readouterr().err
+
+
+def test_citation_precision_is_not_measured_without_evidence_and_em_scores_the_answer_phrase(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    idx = str(tmp_path / "idx")
+    text = "The old Millbrook bridge opened in 1998.\n\nThe old Millbrook bridge cost 14 million euros to build."
+    write(tmp_path / "docs" / "bridge.txt", text)
+    main(["index", str(tmp_path / "docs"), "--index-dir", idx, *FAST])
+    capsys.readouterr()
+    qfile = write(tmp_path / "q.jsonl", json.dumps({"id": "a", "question": "When did the old Millbrook bridge open?",
+                                                   "answers": ["1998"]}))  # fmt: skip
+    out = tmp_path / "run"
+    assert main(["eval", str(qfile), "--index-dir", idx, "--json", "--no-progress", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["citations"]["precision"] is None  # no evidence: nothing to judge a citation by
+    (row,) = [json.loads(line) for line in (out / "questions.jsonl").read_text().splitlines()]
+    assert row["phrase"] == "1998" and (row["em"], row["em_sentence"]) == (1.0, 0.0)
+    assert (summary["answer"]["em"], summary["answer"]["em_sentence"], summary["answer"]["phrase_marked"]) == (
+        1.0, 0.0, 1.0
+    )  # fmt: skip
+    report = (out / "report.md").read_text()
+    assert "| 1.000 | 1.000 | 0.000 |" in report and "| – |" in report and "score the answer phrase" in report
+    assert main(["eval", str(qfile), "--index-dir", idx, "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "Citations: precision –, recall –." in text
+    assert "EM 1.000, F1 1.000 (on the answer phrase where marked; on the sentences: EM 0.000" in text

@@ -398,7 +398,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         s = result.summary
         r, a, c, n = s["retrieval"], s["answer"], s["citations"], s["no_answer"]
         print(f"{s['n']} questions. Retrieval: " + ", ".join(f"{k} {fmt(v)}" for k, v in r.items()))
-        print(f"Answers: EM {fmt(a['em'])}, F1 {fmt(a['f1'])}, contains gold {fmt(a['contains'])}. "
+        print(f"Answers: EM {fmt(a['em'])}, F1 {fmt(a['f1'])} (on the answer phrase where marked; on the sentences: "
+              f"EM {fmt(a['em_sentence'])}, F1 {fmt(a['f1_sentence'])}), contains gold {fmt(a['contains'])}. "
               f"Citations: precision {fmt(c['precision'])}, recall {fmt(c['recall'])}. "
               f"No-answer: precision {fmt(n['precision'])}, recall {fmt(n['recall'])}.")  # fmt: skip
         print(f"Latency of ask: p50 {s['latency_ms']['p50']} ms, p95 {s['latency_ms']['p95']} ms; "
