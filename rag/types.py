@@ -279,26 +279,43 @@ class Answer:
     answer_span: AnswerSpan | None = None  # the answer phrase, when one stands out
     evidence: dict[str, float] = field(default_factory=dict, compare=False)  # the gate's score and features
 
+    def shown(self) -> str:
+        """The answer text as a reader sees it: a quoted sentence's line breaks (a PDF's lines,
+        "for a new\nleisure centre") read as spaces. The same length as ``text``, so every offset
+        into it holds; the lines between sentences (a list, a story's dated reports) stay."""
+        chars = list(self.text)
+        position = 0
+        for sentence in self.sentences:
+            at = self.text.find(sentence.text, position)
+            if at < 0:
+                continue
+            for i in range(at, at + len(sentence.text)):
+                if chars[i] == "\n":
+                    chars[i] = " "
+            position = at + len(sentence.text)
+        return "".join(chars)
+
     def marked(self, before: str, after: str) -> str:
-        """The answer text with the answer phrase between ``before`` and ``after``.
+        """The answer text (as ``shown``) with the answer phrase between ``before`` and ``after``.
 
         The phrase is marked where it stands in the sentence that quotes its citation; when no
         phrase was found, or it is not in the text, the text comes back unmarked.
         """
         span = self.answer_span
+        shown = self.shown()
         if span is None:
-            return self.text
+            return shown
         citation = next((c for c in self.citations if c.n == span.citation), None)
         sentence = next((s for s in self.sentences if span.citation in s.citations), None)
         if citation is None or sentence is None or sentence.text != citation.quote:
-            return self.text
+            return shown
         at = self.text.find(sentence.text)
         offset = span.start - citation.start
         if at < 0 or sentence.text[offset : offset + len(span.text)] != span.text:
-            return self.text
+            return shown
         start = at + offset
         end = start + len(span.text)
-        return f"{self.text[:start]}{before}{self.text[start:end]}{after}{self.text[end:]}"
+        return f"{shown[:start]}{before}{shown[start:end]}{after}{shown[end:]}"
 
     @property
     def over_time(self) -> bool:

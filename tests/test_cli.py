@@ -402,3 +402,29 @@ def test_library_warnings_go_into_the_skip_reason_and_print_only_with_verbose(tm
     assert "[pypdf: EOF marker not found]" in quiet.stdout
     loud = index("--verbose")  # the bad file is read again (it failed), and pypdf's line printed
     assert "rag: EOF marker not found" in loud.stderr and "[pypdf: EOF marker not found]" in loud.stdout
+
+
+def test_a_pdfs_line_breaks_inside_a_quote_are_spaces_in_the_shown_answer() -> None:
+    import io
+
+    from rag.cli.console import print_answer
+    from rag.types import Answer, AnswerSentence, AnswerSpan, Citation
+
+    quote = "The council will spend £48.3\nmillion on a new\nleisure centre."
+    answer = Answer(
+        question="How much will the council spend?", query="How much will the council spend?",
+        text=f"{quote} [1]", answerable=True, sentences=(AnswerSentence(quote, (1,), 1.0, True),),
+        citations=(Citation(1, "d", "Budget", "budget.pdf", None, 100, 100 + len(quote), quote, 1.0),),
+        passages=(), timings_ms={}, answerer="extractive",
+        answer_span=AnswerSpan(1, "d", 100 + quote.index("£"), 100 + quote.index(" on"), "£48.3\nmillion", "number"),
+    )  # fmt: skip
+    out = io.StringIO()
+    print_answer(answer, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "Answer: **£48.3 million**"
+    assert lines[2] == "The council will spend **£48.3 million** on a new leisure centre. [1]"
+    assert answer.citations[0].quote == quote  # the quote keeps its exact text and offsets
+    from ui.render import answer_message, copy_text
+
+    assert "£48.3 million" in copy_text(answer).splitlines()[0]
+    assert "\n" not in answer_message(answer).split('<span class="rag-copy-text">')[0]

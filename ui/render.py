@@ -65,7 +65,7 @@ def _marker(key: str, citation: Citation | None, n: int) -> str:
     if citation is None:
         return f"<sup>[{n}]</sup>"
     href = f"#rag-cite/{key}/{n}/{_target(citation.doc_id, citation.start, citation.end)}"
-    preview = escape(f"{citation.title}: “{citation.quote}”", quote=True)
+    preview = escape(f"{citation.title}: “{_spaced(citation.quote)}”", quote=True)
     return f'<sup><a class="rag-cite" href="{href}" title="{preview}">[{n}]</a></sup>'
 
 
@@ -104,7 +104,7 @@ def answer_message(answer: Answer) -> str:
         if span is not None and span.citation in sentence.citations and span.text in sentence.text:
             text_html = _phrase_html(sentence, span)
         else:
-            text_html = _inline(sentence.text)
+            text_html = _inline(_spaced(sentence.text))
         html = _sentence_html(sentence, text_html, markers)
         if sentence.bullet:
             ordered = sentence.bullet[0].isdigit()
@@ -124,11 +124,17 @@ def answer_message(answer: Answer) -> str:
     return f'<div class="rag-answer">{body}{tools}{copy}</div>'
 
 
+def _spaced(text: str) -> str:
+    """A quote's line breaks (a PDF's lines) as spaces: what is shown, not what is cited."""
+    return text.replace("\n", " ")
+
+
 def _phrase_html(sentence: AnswerSentence, span: AnswerSpan | None) -> str:
     if span is not None and span.citation in sentence.citations and span.text in sentence.text:
         before, _, after = sentence.text.partition(span.text)
-        return f'{escape(before)}<strong class="rag-phrase">{escape(span.text)}</strong>{escape(after)}'
-    return escape(sentence.text)
+        phrase = f'<strong class="rag-phrase">{escape(_spaced(span.text))}</strong>'
+        return f"{escape(_spaced(before))}{phrase}{escape(_spaced(after))}"
+    return escape(_spaced(sentence.text))
 
 
 def _over_time_html(answer: Answer, key: str, by_n: dict[int, Citation], span: AnswerSpan | None) -> str:
@@ -164,7 +170,8 @@ def _table(rows: list[list[str]]) -> str:
 def copy_text(answer: Answer) -> str:
     """What Copy puts on the clipboard: the answer, then `[1] Title, date: "quote"` lines."""
     lines = [f'[{c.n}] {c.title}, {c.date or "no date"}: "{c.quote}"' for c in answer.citations]
-    return answer.text + ("\n\n" + "\n".join(lines) if lines else "")
+    lines = [" ".join(line.split()) for line in lines]  # a PDF's line breaks inside a quote read as spaces
+    return answer.shown() + ("\n\n" + "\n".join(lines) if lines else "")
 
 
 def streaming_message(text: str) -> str:

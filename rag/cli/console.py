@@ -34,7 +34,7 @@ def print_answer(answer: Answer, out: TextIO, show_prompt: bool = False) -> None
         print(answer.prompt, end="\n\n---\n\n", file=out)
     on, off = bold(out)
     if answer.answer_span is not None:
-        print(f"Answer: {on}{answer.answer_span.text}{off}\n", file=out)
+        print(f"Answer: {on}{' '.join(answer.answer_span.text.split())}{off}\n", file=out)
     for line in answer.marked(on, off).splitlines():  # a list from an LLM keeps its lines
         print(textwrap.fill(line, width=100, break_on_hyphens=False), file=out)
     if not answer.answerable:
