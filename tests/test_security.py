@@ -144,8 +144,8 @@ def test_an_upload_of_bad_files_reports_them_and_keeps_no_copy(config: Config, t
     with RAG.open(config=config) as rag:
         report = ChatService.for_rag(rag, upload_folders=[received]).upload([str(bomb), str(lines)])
         assert rag.store.counts()["documents"] == 0
-    assert "`bomb.pdf`: PDF holds a stream too large to unpack" in report
-    assert "`lines.jsonl`: line 1: not valid Unicode text" in report
+    assert "`bomb.pdf`: not indexed: PDF holds a stream too large to unpack" in report
+    assert "`lines.jsonl`: not indexed: line 1: not valid Unicode text" in report
     assert not list((config.index_dir / "uploads").glob("*")), "files that gave nothing were kept"
 
 

@@ -209,7 +209,7 @@ def test_a_hostile_document_shows_as_text_and_runs_nothing(server: Server, brows
     page.screenshot(path=str(ARTIFACTS / "hostile.png"), full_page=True)
 
 
-def test_basic_auth_guards_the_chat_and_the_api(server: Server, tmp_path: Path) -> None:
+def test_basic_auth_guards_the_chat_and_the_api(server: Server, browser: object, tmp_path: Path) -> None:
     from gradio_client import Client
 
     env = {**os.environ, "RAG_AUTH": "alice:s3cret", "GRADIO_ANALYTICS_ENABLED": "False"}
@@ -219,6 +219,19 @@ def test_basic_auth_guards_the_chat_and_the_api(server: Server, tmp_path: Path) 
         client = Client(url, auth=("alice", "s3cret"), verbose=False)
         answer = client.predict("How many troops did the Afghan government have?", api_name="/ask")
         assert "300,000" in answer["answer"]
+        # In a browser: the sidebar says who is signed in, and Sign out ends the session.
+        page = browser.new_page(viewport={"width": 1280, "height": 860})  # type: ignore[attr-defined]
+        page.goto(url)
+        page.fill("input[type=text]", "alice")
+        page.fill("input[type=password]", "s3cret")
+        page.keyboard.press("Enter")
+        signed = page.wait_for_selector("#signed-in", state="visible", timeout=60_000)
+        page.wait_for_function("document.querySelector('#signed-in').innerText.includes('alice')", timeout=30_000)
+        assert signed.inner_text().strip() == "Signed in as alice · Sign out"
+        page.click("#signed-in a:has-text('Sign out')")
+        page.wait_for_selector("input[type=password]", timeout=30_000)  # the login page again
+        page.goto(url)
+        page.wait_for_selector("input[type=password]", timeout=30_000)  # and it stays signed out
 
 
 def test_an_llm_answer_streams_into_the_chat(server: Server, browser: object, tmp_path: Path) -> None:

@@ -286,6 +286,53 @@ def test_a_syndicated_story_is_cited_once_and_names_the_other_outlet(
     page.screenshot(path=str(ARTIFACTS / name), full_page=viewport[0] < 700)
 
 
+@pytest.mark.parametrize(
+    ("name", "viewport", "scheme"),
+    [("follow-up.png", (1280, 860), "light"), ("follow-up-dark.png", (1280, 860), "dark"),
+     ("follow-up-mobile.png", (390, 844), "light")],
+)  # fmt: skip
+def test_a_follow_up_shows_what_was_searched_a_note_clears_and_stop_shows_only_while_answering(
+    served: Served, browser: Any, name: str, viewport: tuple[int, int], scheme: str
+) -> None:
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=scheme)
+    page.goto(served.url + ("?__theme=dark" if scheme == "dark" else ""))
+    page.wait_for_selector("#question textarea")
+    assert not page.is_visible("#stop")  # nothing is being answered
+    page.click("#ask")  # an empty question
+    page.wait_for_function("document.querySelector('#ask-note').innerText.includes('Type a question first.')",
+                           timeout=30_000)  # fmt: skip
+    ask(page, "What rate did the Fed keep?")
+    answered(page, "3.75%")
+    settled(page)
+    page.wait_for_function("document.querySelector('#ask-note').innerText.trim() === ''", timeout=30_000)
+    page.wait_for_selector("#stop", state="hidden", timeout=30_000)  # hidden again once answered
+    ask(page, "And when is the next meeting?")
+    page.wait_for_function("document.querySelectorAll('#chat .rag-searched').length === 1", timeout=90_000)
+    searched = page.inner_text("#chat .rag-searched")
+    assert searched.startswith("searched for: ") and "meeting" in searched and searched != "searched for: "
+    settled(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=viewport[0] < 700)
+
+
+def test_deleting_a_document_asks_with_a_cancel_beside_it(served: Served, browser: Any) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 860})
+    page.goto(served.url)
+    page.wait_for_selector("#question textarea")
+    page.get_by_role("tab", name="Documents").click()
+    page.locator("#library :text('Dengue cases rise in southern Europe') >> visible=true").first.click()
+    page.wait_for_function("!document.querySelector('#reader').innerText.includes('Choose a document')",
+                           timeout=30_000)  # fmt: skip
+    page.click("#delete-document")
+    page.wait_for_selector("#confirm", state="visible", timeout=30_000)
+    assert page.is_visible("#cancel-delete") and page.inner_text("#cancel-delete").strip() == "Cancel"
+    page.click("#cancel-delete")
+    page.wait_for_selector("#confirm", state="hidden", timeout=30_000)
+    page.wait_for_function("document.querySelector('#library-note').innerText.includes('Nothing was deleted.')",
+                           timeout=30_000)  # fmt: skip
+    assert not page.is_visible("#cancel-delete")
+
+
 @pytest.fixture(scope="module")
 def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A server over one story in four reports (examples/stories)."""

@@ -97,3 +97,39 @@ def test_an_empty_start_an_empty_date_range_and_collections(tmp_path: Path) -> N
     assert parse_target("a%2Fb/3/9") == ("a/b", 3, 9) and parse_target("nonsense") is None
     assert "Deleted 1 document" in service.delete_document("news", doc_id)
     assert service.library("news") == []
+
+
+def test_the_upload_report_says_what_happened_to_each_file_in_words(tmp_path: Path) -> None:
+    service = ChatService({"idx": _config(tmp_path / "idx")}, upload_folders=[tmp_path / "upload"])
+    tunnel = "# Harbor tunnel reaches halfway\n\nCrews boring the tunnel reached the halfway point. " + article(1)
+    first = write(tmp_path / "upload" / "tunnel.md", tunnel)
+    empty = write(tmp_path / "upload" / "empty.md", "")
+    sheet = write(tmp_path / "upload" / "sheet.csv", "a,b\n")
+    report = service.upload([str(first), str(empty), str(sheet)], "idx")
+    lines = report.splitlines()
+    assert lines[0].startswith("Indexed 2 files: **1** added, **0** updated, **0** unchanged;")
+    assert "- `tunnel.md`: added as “Harbor tunnel reaches halfway”" in lines
+    assert "- `empty.md`: not indexed: empty document (no text after extraction)" in lines
+    assert any(line.startswith("- `sheet.csv`: not indexed: unsupported file type .csv") for line in lines)
+    # The same file again, and the same text under another name: nothing added, said in words.
+    again = write(tmp_path / "upload" / "tunnel.md", tunnel)
+    renamed = write(tmp_path / "upload" / "tunnel copy.md", tunnel)
+    report = service.upload([str(again), str(renamed)], "idx")
+    assert "- `tunnel.md`: already in the library (uploaded before, unchanged)" in report
+    assert (
+        "- `tunnel copy.md`: already in the library as “Harbor tunnel reaches halfway” (the same text); nothing added"
+        in report
+    )
+    assert len(service.library("idx")) == 1
+
+
+def test_the_answer_shows_what_was_searched_for_when_a_follow_up_was_rewritten(tmp_path: Path) -> None:
+    write(tmp_path / "src" / "a.md", "# Orchards\n\nThe northern orchard grows apples (Malus domestica). " + article(1))
+    with RAG.open(config=_config(tmp_path / "idx")) as rag:
+        rag.index([tmp_path / "src"], progress=False)
+    service = ChatService({"idx": _config(tmp_path / "idx")})
+    chat, _, key = _answer(service, "What does the northern orchard grow?", "idx", user="ann")
+    assert "searched for" not in chat[-1]["content"]  # asked as it was searched
+    chat, _, _ = _answer(service, "And when was it planted?", "idx", key, user="ann")
+    assert '<div class="rag-searched">searched for: ' in chat[-1]["content"]
+    assert "northern orchard" in chat[-1]["content"].split("searched for: ")[1].split("</div>")[0]

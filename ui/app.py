@@ -12,6 +12,7 @@ Gradio is imported inside the functions, so importing this module loads nothing 
 # (gr.Request, gr.SelectData) at run time, and gradio is imported inside build_app.
 import socket
 import threading
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,8 @@ def build_app(service: ChatService, exports: ExportFiles) -> "gr.Blocks":
         # the key names no secret (the store checks whose conversation it is), so a fixed one is fine.
         conversation = gr.BrowserState("", storage_key="rag-conversation", secret="rag-open-conversation")
         with gr.Sidebar(label="Conversations", open=True, width=260, elem_id="conversations"):
+            # With --auth: who is signed in, and a way out (Gradio's /logout ends the session).
+            signed_in = gr.HTML("", elem_id="signed-in")
             new = gr.Button("New conversation", variant="primary", size="sm", elem_id="new-conversation")
             saved = gr.Radio([], label="Saved conversations", elem_id="saved", container=False)
             with gr.Accordion("Rename, delete, export", open=False):
@@ -79,7 +82,11 @@ def build_app(service: ChatService, exports: ExportFiles) -> "gr.Blocks":
                         question = gr.Textbox(placeholder="Ask a question about your documents",
                                               show_label=False, scale=5, elem_id="question")  # fmt: skip
                         send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask", min_width=80)
-                        stop = gr.Button("Stop", scale=1, elem_id="stop", min_width=80)
+                        # Shown only while an answer streams: at rest it was as big as Ask.
+                        stop = gr.Button("Stop", scale=1, elem_id="stop", min_width=80, visible=False)
+                    # Says what was wrong with the last question; the next question clears it (a
+                    # toast stayed over the sources through later answers).
+                    ask_note = gr.Markdown("", elem_id="ask-note")
                     examples = gr.Examples([[q] for q in service.examples(first)] or [["What is this about?"]],
                                            inputs=[question], label="Try")  # fmt: skip
                 with gr.Accordion("Settings", open=False):
@@ -106,6 +113,7 @@ def build_app(service: ChatService, exports: ExportFiles) -> "gr.Blocks":
                     reindex = gr.Button("Read its file again", size="sm", elem_id="reindex")
                     remove = gr.Button("Delete document…", size="sm", elem_id="delete-document")
                     confirm = gr.Button("Yes, delete it", size="sm", variant="stop", visible=False, elem_id="confirm")
+                    cancel = gr.Button("Cancel", size="sm", visible=False, elem_id="cancel-delete")
                 library_note = gr.Markdown(elem_id="library-note")
                 reader = gr.HTML("<p>Choose a document to read it.</p>", elem_id="reader")
                 with gr.Accordion("Add documents", open=False, elem_id="add-documents"):
@@ -120,28 +128,37 @@ def build_app(service: ChatService, exports: ExportFiles) -> "gr.Blocks":
         def respond(message: str, history: list[dict[str, Any]], name: str, key: str, k_: float, mode_: str,
                     since_: str, until_: str, answerer_: str, request: gr.Request) -> Any:  # fmt: skip
             if not message.strip():
-                gr.Warning("Type a question first.")
-                yield history, gr.skip(), key, "", gr.skip()
+                yield history, gr.skip(), key, "", gr.skip(), "Type a question first.", gr.skip()
                 return
             # The box is cleared once, as the question is taken: clearing it with every streamed
             # chunk erased the next question whenever someone typed it while an answer streamed.
             cleared: Any = ""
+            first: Any = ("", gr.update(visible=True))  # the note cleared, Stop shown
             for chat_, sources_, key_ in service.respond(message, history, name, key, _user(request), k_, mode_,
                                                          since_, until_, answerer_):  # fmt: skip
-                yield chat_, sources_ or gr.skip(), key_, cleared, gr.skip()
+                yield chat_, sources_ or gr.skip(), key_, cleared, gr.skip(), *first
                 cleared = gr.skip()
-            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), conversation_list(request, key_)
+                first = (gr.skip(), gr.skip())
+            yield (
+                gr.skip(),
+                gr.skip(),
+                gr.skip(),
+                gr.skip(),
+                conversation_list(request, key_),
+                gr.skip(),
+                gr.update(visible=False),
+            )
 
         def conversation_list(request: gr.Request, value: str | None = None) -> Any:
             return gr.update(choices=service.conversation_choices(_user(request)), value=value or None)
 
         inputs = [question, chat, collection, conversation, k, mode, since, until, answerer]
-        outputs = [chat, sources, conversation, question, saved]
+        outputs = [chat, sources, conversation, question, saved, ask_note, stop]
         # A question asked while the last answer is still finishing runs after it (Gradio's
         # default, "once", dropped it silently and left it in the box).
         queued: dict[str, Any] = {"api_visibility": "private", "trigger_mode": "always_last"}
         asked = [question.submit(respond, inputs, outputs, **queued), send.click(respond, inputs, outputs, **queued)]
-        stop.click(None, None, None, cancels=asked)  # type: ignore[arg-type]
+        stop.click(lambda: gr.update(visible=False), None, [stop], cancels=asked)  # type: ignore[arg-type]
 
         def start_new(request: gr.Request) -> Any:
             return [], "", "", conversation_list(request)
@@ -163,13 +180,16 @@ def build_app(service: ChatService, exports: ExportFiles) -> "gr.Blocks":
             """After a reload or a restart: the list, and the conversation that was open. With none
             open, the chat is left alone: a question asked while the page was still loading may
             already have its answer (and its new conversation) there, which [] and "" erased."""
+            user = _user(request)
+            who = f'Signed in as <b>{escape(user)}</b> · <a href="/logout" target="_self">Sign out</a>' if user else ""
             if not key:
-                choices = gr.update(choices=service.conversation_choices(_user(request)))  # the choice kept
-                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), choices
+                choices = gr.update(choices=service.conversation_choices(user))  # the choice kept
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), choices, who
             chat_, sources_, key_, name, _ = reopen(key, request)
-            return chat_, sources_, key_, name, conversation_list(request, key_ or None)
+            return chat_, sources_, key_, name, conversation_list(request, key_ or None), who
 
-        app.load(on_load, [conversation], [chat, sources, conversation, collection, saved], api_visibility="private")
+        app.load(on_load, [conversation], [chat, sources, conversation, collection, saved, signed_in],
+                 api_visibility="private")  # fmt: skip
 
         def rename_current(key: str, new_title: str, request: gr.Request) -> Any:
             service.rename_conversation(key, _user(request), new_title)
@@ -208,18 +228,26 @@ def build_app(service: ChatService, exports: ExportFiles) -> "gr.Blocks":
         def choose(rows: Any, name: str, event: gr.SelectData) -> Any:
             row = event.row_value if event.row_value else None
             doc_id = str(row[5]) if row else ""
-            return doc_id, service.read(name, doc_id), gr.update(visible=False), ""
+            return doc_id, service.read(name, doc_id), gr.update(visible=False), gr.update(visible=False), ""
 
-        table.select(choose, [table, collection], [selected, reader, confirm, library_note], api_visibility="private")
-        remove.click(lambda doc: (gr.update(visible=bool(doc)), "" if doc else "Choose a document first."),
-                     [selected], [confirm, library_note], api_visibility="private")  # fmt: skip
+        table.select(choose, [table, collection], [selected, reader, confirm, cancel, library_note],
+                     api_visibility="private")  # fmt: skip
+
+        def ask_to_delete(doc: str) -> Any:
+            shown = gr.update(visible=bool(doc))
+            return shown, shown, "" if doc else "Choose a document first."
+
+        remove.click(ask_to_delete, [selected], [confirm, cancel, library_note], api_visibility="private")
+        cancel.click(lambda: (gr.update(visible=False), gr.update(visible=False), "Nothing was deleted."), None,
+                     [confirm, cancel, library_note], api_visibility="private")  # fmt: skip
 
         def delete_document(doc_id: str, *filter_values: str) -> Any:
             note = service.delete_document(filter_values[0], doc_id)
-            return (service.library(*filter_values), note, gr.update(visible=False), "",
+            return (service.library(*filter_values), note, gr.update(visible=False), gr.update(visible=False), "",
                     "<p>Choose a document to read it.</p>", service.facts(filter_values[0]))  # fmt: skip
 
-        confirm.click(delete_document, [selected, *filters], [table, library_note, confirm, selected, reader, facts],
+        confirm.click(delete_document, [selected, *filters],
+                      [table, library_note, confirm, cancel, selected, reader, facts],
                       api_visibility="private")  # fmt: skip
         reindex.click(lambda doc, name: service.reindex_document(name, doc), [selected, collection], [library_note],
                       api_visibility="private")  # fmt: skip

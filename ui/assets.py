@@ -30,6 +30,10 @@ CSS = """
 .rag-table th, .rag-table td { border: 1px solid #d1d5db; padding: 0.2em 0.5em; text-align: left; }
 .dark .rag-table th, .dark .rag-table td { border-color: #4b5563; }
 .rag-tools { margin-top: 0.4em; font-size: 0.8em; }
+.rag-searched { margin-top: 0.4em; font-size: 0.8em; color: #6b7280; font-style: italic; }
+.dark .rag-searched { color: #9ca3af; }
+#ask-note { color: #9a3412; min-height: 0; }
+.dark #ask-note { color: #fdba74; }
 .rag-copy, .rag-open { text-decoration: underline; cursor: pointer; }
 .rag-copy-text, .rag-hidden { display: none !important; }
 .rag-reader .rag-text { line-height: 1.6; max-height: 70vh; overflow-y: auto; }

@@ -82,7 +82,7 @@ def answer_message(answer: Answer) -> str:
     """The assistant's chat message: the answer with [n] links, the answer phrase in bold,
     lists as lists, visible flags, and a Copy link that copies clean text with its sources."""
     if not answer.answerable:
-        return f'<div class="rag-not-found">{_lines(answer.text)}</div>'
+        return f'<div class="rag-not-found">{_lines(answer.text)}</div>{_searched(answer)}'
     key = answer_key(answer)
     by_n = {c.n: c for c in answer.citations}
     span = answer.answer_span
@@ -121,7 +121,14 @@ def answer_message(answer: Answer) -> str:
         body += f"<{tag}>" + "".join(f"<li>{item}</li>" for item in items) + f"</{tag}>"
     copy = f'<span class="rag-copy-text">{escape(copy_text(answer))}</span>'
     tools = '<div class="rag-tools"><a class="rag-copy" href="#rag-copy">Copy</a></div>'
-    return f'<div class="rag-answer">{body}{tools}{copy}</div>'
+    return f'<div class="rag-answer">{body}{_searched(answer)}{tools}{copy}</div>'
+
+
+def _searched(answer: Answer) -> str:
+    """What retrieval searched for, when a follow-up was rewritten, so a wrong rewrite shows."""
+    if answer.query == answer.question:
+        return ""
+    return f'<div class="rag-searched">searched for: {escape(answer.query)}</div>'
 
 
 def _spaced(text: str) -> str:
@@ -157,7 +164,8 @@ def _over_time_html(answer: Answer, key: str, by_n: dict[int, Citation], span: A
             rows.append(f'<li class="rag-heading">{escape(line)}</li>')
     copy = f'<span class="rag-copy-text">{escape(copy_text(answer))}</span>'
     tools = '<div class="rag-tools"><a class="rag-copy" href="#rag-copy">Copy</a></div>'
-    return f'<div class="rag-answer"><ol class="rag-timeline">{"".join(rows)}</ol>{tools}{copy}</div>'
+    timeline = f'<ol class="rag-timeline">{"".join(rows)}</ol>'
+    return f'<div class="rag-answer">{timeline}{_searched(answer)}{tools}{copy}</div>'
 
 
 def _table(rows: list[list[str]]) -> str:

@@ -29,9 +29,10 @@ from rag.chat.saved import ConversationStore
 from rag.chat.transcript import Conversation, to_markdown
 from rag.config import Config
 from rag.ingest import dates, stories
+from rag.ingest.indexer import ALREADY_INDEXED
 from rag.ingest.sources import file_problem, read_bounded
 from rag.search.query import Filters, SearchError
-from rag.types import Answer
+from rag.types import Answer, Skipped
 from rag.wording import counted, noun_for
 from ui.render import answer_message, document_html, parse_target, sources_html, streaming_message
 
@@ -365,7 +366,7 @@ class ChatService:
             shown = safe_name(source.name)
             problem = file_problem(source, config.max_file_bytes)
             if problem:
-                refused.append(f"- `{escape(shown)}`: {escape(problem)}")
+                refused.append(f"- `{escape(shown)}`: not indexed: {escape(problem)}")
                 if _inside(source, self.upload_folders):
                     source.unlink(missing_ok=True)  # the web framework's copy: nothing keeps it
             else:
@@ -379,7 +380,7 @@ class ChatService:
             try:
                 data = read_bounded(source, config.max_file_bytes)
             except OSError as exc:  # changed since it was checked: never block or read a special file
-                refused.append(f"- `{escape(shown)}`: cannot read: {escape(exc.strerror or str(exc))}")
+                refused.append(f"- `{escape(shown)}`: not indexed: cannot read: {escape(exc.strerror or str(exc))}")
                 continue
             # Content in the name: two uploads called notes.txt stay two documents, and the
             # same file uploaded twice is one.
@@ -387,7 +388,9 @@ class ChatService:
             target.write_bytes(data)
             accepted[str(target)] = shown
         if not accepted:
-            return "Nothing was indexed.\n\nSkipped:\n" + "\n".join(refused)
+            return "Nothing was indexed.\n\n" + "\n".join(refused)
+        with rag.fork() as reader:
+            known = {path for path in accepted if reader.store.document_ids_for_path(path)}
         try:
             with rag.fork() as writer:
                 summary = writer.index(list(accepted), progress=True)
@@ -396,16 +399,42 @@ class ChatService:
                 for path in accepted:
                     if not reader.store.document_ids_for_path(path):
                         Path(path).unlink(missing_ok=True)  # nothing of it was indexed: do not keep it
+                said = [self._what_happened(reader, path, shown, path in known, summary.skipped)
+                        for path, shown in accepted.items()]  # fmt: skip
         lines = [
             f"Indexed {counted(len(accepted), 'file')}: **{summary.added}** added, **{summary.updated}** updated, "
             f"**{summary.unchanged}** unchanged; {counted(summary.embedded, 'chunk')} embedded in "
-            f"{summary.seconds:.1f} s."
+            f"{summary.seconds:.1f} s.",
+            "",
+            *said,
+            *refused,
         ]
-        for skip in summary.skipped:
-            refused.append(f"- `{escape(_uploaded_name(skip.path, accepted))}`: {escape(skip.reason)}")
-        if refused:
-            lines += ["\nSkipped:", *refused]
         return "\n".join(lines)
+
+    @staticmethod
+    def _what_happened(rag: RAG, path: str, shown: str, known: bool, skipped: Sequence[Skipped]) -> str:
+        """One uploaded file's line of the report, in words: added as which document, already in
+        the library, or not indexed and why."""
+        name = f"- `{escape(shown)}`"
+        problems = [s for s in skipped if s.path == path or s.path.startswith(path + ":")]
+        twin = next((s for s in problems if s.reason.startswith(ALREADY_INDEXED)), None)
+        if twin is not None:
+            doc_id = twin.reason.removeprefix(ALREADY_INDEXED).strip().split(" ")[0]
+            other = rag.store.get_document(doc_id)
+            title = f"“{escape(other.title)}”" if other else escape(doc_id)
+            return f"{name}: already in the library as {title} (the same text); nothing added"
+        ids = rag.store.document_ids_for_path(path)
+        if not ids:
+            why = "; ".join(escape(s.reason) for s in problems) or "no text found"
+            return f"{name}: not indexed: {why}"
+        if known:
+            return f"{name}: already in the library (uploaded before, unchanged)"
+        docs = [d for d in (rag.store.get_document(i) for i in ids) if d is not None]
+        added = (
+            f"added as “{escape(docs[0].title)}”" if len(docs) == 1 else f"added as {counted(len(docs), 'document')}"
+        )
+        bad = f"; {counted(len(problems), 'line')} skipped: {escape(problems[0].reason)}" if problems else ""
+        return f"{name}: {added}{bad}"
 
     def _rag_for_upload(self, collection: Collection) -> RAG:
         """The collection's index, created by its first upload."""
@@ -435,14 +464,6 @@ def _id(key: str) -> int:
 def _text_or_empty(rag: RAG, doc_id: str) -> str:
     doc = rag.store.get_document(doc_id)
     return doc.text if doc else ""
-
-
-def _uploaded_name(path: str, accepted: dict[str, str]) -> str:
-    """The name a person uploaded, for a stored path or a JSONL line of one (path:line)."""
-    if path in accepted:
-        return accepted[path]
-    base, _, line = path.rpartition(":")
-    return f"{accepted[base]}:{line}" if base in accepted and line.isdigit() else Path(path).name
 
 
 _UNSAFE = re.compile(r"[^\w.\- ]+")
