@@ -91,6 +91,28 @@ def test_follow_ups_are_resolved_against_the_conversations_subject(
     assert heuristic_query(follow_up, history) == searched
 
 
+def test_every_keyed_follow_up_names_what_it_refers_to() -> None:
+    """The follow-up set's keyed turns (issue 27), with the answering sentences as history."""
+    import json
+
+    from tests.conftest import REPO
+
+    conversations = json.loads((REPO / "tests" / "fixtures" / "follow_ups.json").read_text())["conversations"]
+    wrong = []
+    checked = 0
+    for conversation in conversations:
+        history: list[tuple[str, str]] = []
+        for turn in conversation["turns"]:
+            if "referent" in turn:
+                checked += 1
+                query = heuristic_query(turn["q"], history).lower()
+                named = all(r.lower() in query for r in turn["referent"])
+                if not named or any(n.lower() in query for n in turn.get("not", [])):
+                    wrong.append((turn["q"], query))
+            history.append((turn["q"], turn.get("a", "")))
+    assert checked == 35 and wrong == []
+
+
 def test_a_second_follow_up_keeps_the_first_questions_subject() -> None:
     history = [("What rate did the Fed keep?", "3.75%"), ("When is its next meeting?", "Oct. 28 and 29.")]
     assert heuristic_query("Who chairs it?", history) == "Who chairs Fed?"
