@@ -333,6 +333,51 @@ def test_deleting_a_document_asks_with_a_cancel_beside_it(served: Served, browse
     assert not page.is_visible("#cancel-delete")
 
 
+@pytest.mark.parametrize(
+    ("name", "viewport", "scheme"),
+    [("library.png", (1280, 860), "light"), ("library-dark.png", (1280, 860), "dark"),
+     ("library-mobile.png", (390, 844), "light")],
+)  # fmt: skip
+def test_the_documents_tab_keeps_every_column_in_view_and_reads_as_the_chat(
+    served: Served, browser: Any, name: str, viewport: tuple[int, int], scheme: str
+) -> None:
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=scheme)
+    page.goto(served.url + ("?__theme=dark" if scheme == "dark" else ""))
+    page.wait_for_selector("#question textarea")
+    if viewport[0] >= 700:  # both sidebars open beside the page, as on a desktop
+        assert page.evaluate("document.querySelectorAll('.sidebar.open').length") == 2
+    page.get_by_role("tab", name="Documents").click()
+    page.wait_for_selector("#library .rag-library table", state="visible")
+    shown = page.evaluate("""() => {
+        const box = document.querySelector('#library').getBoundingClientRect();
+        const cells = [...document.querySelectorAll('#library thead th')].filter(th => th.offsetParent !== null);
+        return {
+            columns: cells.map(th => th.innerText.trim()),
+            inside: cells.every(th => {
+                const r = th.getBoundingClientRect();
+                return r.left >= box.left - 1 && r.right <= box.right + 1;
+            }),
+            sideways: document.documentElement.scrollWidth > window.innerWidth,
+            font: getComputedStyle(document.querySelector('#library td')).fontFamily,
+            chat: getComputedStyle(document.querySelector('#question textarea')).fontFamily,
+        };
+    }""")  # fmt: skip
+    wanted = ["Title", "Date", "Source", "Chunks", "Indexed"] if viewport[0] >= 700 else ["Title", "Date", "Source"]
+    assert shown["columns"] == wanted and shown["inside"] and not shown["sideways"], shown
+    assert shown["font"] == shown["chat"]  # the chat's font, not a spreadsheet's monospace
+    # The filters sit in one row on a desktop ("Until date" was alone on a second one).
+    tops = page.evaluate(
+        "[...document.querySelectorAll('#library-filters textarea, #library-filters input')]"
+        ".map(i => Math.round(i.getBoundingClientRect().top))"
+    )
+    assert len(tops) == 4 and (len(set(tops)) == 1 or viewport[0] < 700)
+    # A title opens the document in the reader, scrolled into view.
+    page.click("#library a.rag-doc:has-text('Riverside bridge repairs to start in spring')")
+    page.wait_for_function("document.querySelector('#reader').innerText.includes('14.2 million euros')", timeout=30_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=viewport[0] < 700)
+
+
 @pytest.fixture(scope="module")
 def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A server over one story in four reports (examples/stories)."""

@@ -22,6 +22,7 @@ from rag.ingest.readers import SUPPORTED
 from rag.search.query import MODES
 from ui.assets import CSS, HEAD, SCROLL_TO_SPAN
 from ui.guard import ExportFiles, ExportOwnerMiddleware, LoginThrottle, LoginThrottleMiddleware
+from ui.render import parse_target
 from ui.service import ChatService
 
 if TYPE_CHECKING:
@@ -99,15 +100,19 @@ def build_app(service: ChatService, exports: ExportFiles) -> "gr.Blocks":
                         since = gr.Textbox(label="From date (YYYY[-MM[-DD]])", placeholder="any", elem_id="since")
                         until = gr.Textbox(label="Until date", placeholder="any", elem_id="until")
             with gr.Tab("Documents", id="documents"):
-                with gr.Row():
-                    find_title = gr.Textbox(label="Title contains", scale=2)
-                    find_source = gr.Textbox(label="Source contains", scale=2)
-                    find_since = gr.Textbox(label="From date", placeholder="any", scale=1)
-                    find_until = gr.Textbox(label="Until date", placeholder="any", scale=1)
-                table = gr.Dataframe(
-                    value=service.library(first), headers=["Title", "Date", "Source", "Chunks", "Indexed", "Id"],
-                    interactive=False, wrap=True, elem_id="library", max_height=320,
-                )  # fmt: skip
+                # Uploading first: it sat below the table and the reader, out of sight.
+                with gr.Accordion("Add documents", open=False, elem_id="add-documents"):
+                    files = gr.File(label="Files (.txt .md .html .pdf .jsonl)", file_count="multiple",
+                                    elem_id="upload", file_types=sorted(SUPPORTED))  # fmt: skip
+                    index_button = gr.Button("Index these files", elem_id="index-files")
+                    report = gr.Markdown(elem_id="upload-report")
+                with gr.Row(elem_id="library-filters"):
+                    find_title = gr.Textbox(label="Title contains", scale=2, min_width=110)
+                    find_source = gr.Textbox(label="Source contains", scale=2, min_width=110)
+                    find_since = gr.Textbox(label="From date", placeholder="any", scale=1, min_width=110)
+                    find_until = gr.Textbox(label="Until date", placeholder="any", scale=1, min_width=110)
+                # A table of our own (ui.render.library_html): a title opens the document.
+                table = gr.HTML(service.library_table(first), elem_id="library")
                 selected = gr.State("")
                 with gr.Row():
                     reindex = gr.Button("Read its file again", size="sm", elem_id="reindex")
@@ -115,12 +120,7 @@ def build_app(service: ChatService, exports: ExportFiles) -> "gr.Blocks":
                     confirm = gr.Button("Yes, delete it", size="sm", variant="stop", visible=False, elem_id="confirm")
                     cancel = gr.Button("Cancel", size="sm", visible=False, elem_id="cancel-delete")
                 library_note = gr.Markdown(elem_id="library-note")
-                reader = gr.HTML("<p>Choose a document to read it.</p>", elem_id="reader")
-                with gr.Accordion("Add documents", open=False, elem_id="add-documents"):
-                    files = gr.File(label="Files (.txt .md .html .pdf .jsonl)", file_count="multiple",
-                                    elem_id="upload", file_types=sorted(SUPPORTED))  # fmt: skip
-                    index_button = gr.Button("Index these files", elem_id="index-files")
-                    report = gr.Markdown(elem_id="upload-report")
+                reader = gr.HTML("<p>Choose a document (its title) to read it.</p>", elem_id="reader")
         target = gr.Textbox(visible=True, elem_classes=["rag-hidden"])
         open_button = gr.Button("open", elem_id="rag-open-button", elem_classes=["rag-hidden"])
 
@@ -218,20 +218,12 @@ def build_app(service: ChatService, exports: ExportFiles) -> "gr.Blocks":
 
         def refresh(name: str, title_: str, since_: str, until_: str, source_: str) -> Any:
             try:
-                return service.library(name, title_, since_, until_, source_), ""
+                return service.library_table(name, title_, since_, until_, source_), ""
             except Exception as exc:  # a bad date: say so beside the filters
                 return gr.skip(), f"*{exc}*"
 
         for box in (find_title, find_source, find_since, find_until):
             box.change(refresh, filters, [table, library_note], api_visibility="private")
-
-        def choose(rows: Any, name: str, event: gr.SelectData) -> Any:
-            row = event.row_value if event.row_value else None
-            doc_id = str(row[5]) if row else ""
-            return doc_id, service.read(name, doc_id), gr.update(visible=False), gr.update(visible=False), ""
-
-        table.select(choose, [table, collection], [selected, reader, confirm, cancel, library_note],
-                     api_visibility="private")  # fmt: skip
 
         def ask_to_delete(doc: str) -> Any:
             shown = gr.update(visible=bool(doc))
@@ -243,7 +235,7 @@ def build_app(service: ChatService, exports: ExportFiles) -> "gr.Blocks":
 
         def delete_document(doc_id: str, *filter_values: str) -> Any:
             note = service.delete_document(filter_values[0], doc_id)
-            return (service.library(*filter_values), note, gr.update(visible=False), gr.update(visible=False), "",
+            return (service.library_table(*filter_values), note, gr.update(visible=False), gr.update(visible=False), "",
                     "<p>Choose a document to read it.</p>", service.facts(filter_values[0]))  # fmt: skip
 
         confirm.click(delete_document, [selected, *filters],
@@ -253,23 +245,28 @@ def build_app(service: ChatService, exports: ExportFiles) -> "gr.Blocks":
                       api_visibility="private")  # fmt: skip
 
         def open_target(target_: str, name: str) -> Any:
-            return service.read(name, target_), gr.Tabs(selected="documents")
+            """A document opened from the library (its title) or from a citation: read it, and it
+            is the one "Delete document…" and "Read its file again" act on."""
+            parsed = parse_target(target_)
+            doc_id = parsed[0] if parsed else target_
+            hidden = gr.update(visible=False)
+            return service.read(name, target_), gr.Tabs(selected="documents"), doc_id, hidden, hidden, ""
 
         take_target = "(t, c) => [window.__ragTarget || '', c]"
-        open_button.click(open_target, [target, collection], [reader, tabs], js=take_target,
-                          api_visibility="private").then(None, js=SCROLL_TO_SPAN)  # fmt: skip
+        open_button.click(open_target, [target, collection], [reader, tabs, selected, confirm, cancel, library_note],
+                          js=take_target, api_visibility="private").then(None, js=SCROLL_TO_SPAN)  # fmt: skip
 
         tracker = gr.Progress(track_tqdm=True)  # shows the indexer's own progress bars
 
         def index_files(paths: list[str] | None, name: str, progress: gr.Progress = tracker) -> Any:
             note = service.upload(paths, name)
-            return note, service.facts(name), service.library(name), None
+            return note, service.facts(name), service.library_table(name), None
 
         # Also the /upload API: files (and a collection), the report and the facts first.
         index_button.click(index_files, [files, collection], [report, facts, table, files], api_name="upload")
 
         def switch(name: str) -> Any:
-            return service.facts(name), service.library(name), [], "", ""
+            return service.facts(name), service.library_table(name), [], "", ""
 
         collection.input(switch, [collection], [facts, table, chat, sources, conversation], api_visibility="private")
         # "loading the model…" until the warm-up is done

@@ -51,6 +51,21 @@ CSS = """
 .rag-reader h3 { margin: 0 0 0.2em 0; }
 .rag-reader .rag-story { color: #4b5563; font-size: 0.85em; margin: 0 0 0.5em 1em; padding: 0; }
 .dark .rag-reader .rag-story { color: #9ca3af; }
+/* The document library: the chat's font, titles and sources wrapped, every column in view at
+   1280 px with both sidebars open; on a phone the chunk count and indexing time give way.
+   (Gradio scopes this stylesheet; container queries do not survive it, media queries do.) */
+.rag-library { max-height: 420px; overflow-y: auto; }
+.rag-library table { width: 100%; border-collapse: collapse; font-size: 0.92em; }
+.rag-library th { text-align: left; position: sticky; top: 0; background: var(--background-fill-primary); }
+.rag-library table, .rag-library th, .rag-library td { border: none !important; }
+.rag-library th, .rag-library td { padding: 0.35em 0.5em !important; border-bottom: 1px solid #e5e7eb !important;
+  vertical-align: top; }
+.dark .rag-library th, .dark .rag-library td { border-bottom-color: #374151 !important; }
+.rag-library td.rag-title, .rag-library td.rag-src { overflow-wrap: anywhere; }
+.rag-library .rag-date { white-space: nowrap; }
+.rag-library .rag-chunks { text-align: right; }
+.rag-library a.rag-doc { text-decoration: none; font-weight: 600; }
+@media (max-width: 700px) { .rag-library .rag-indexed, .rag-library .rag-chunks { display: none; } }
 /* Narrow screens: the question box takes the whole width, the Ask and Stop buttons go under it. */
 @media (max-width: 700px) {
   #question-row { flex-wrap: wrap; }
@@ -103,7 +118,7 @@ HEAD = """
       } else {
         open(parts.slice(3).join('/'));
       }
-    } else if (parts[0] === 'rag-open') {   // #rag-open/DOC/START/END
+    } else if (parts[0] === 'rag-open' || parts[0] === 'rag-doc') {   // #rag-open/DOC/START/END, #rag-doc/DOC
       open(parts.slice(1).join('/'));
     } else if (parts[0] === 'rag-copy') {
       const box = link.closest('.rag-answer');
@@ -119,8 +134,10 @@ HEAD = """
 </script>
 """
 
-# After the reader opens at a span: bring the span into view.
+# After the reader opens: bring the cited span into view, or the reader itself (a document chosen
+# in the library).
 SCROLL_TO_SPAN = """() => { setTimeout(() => {
   const span = document.getElementById('rag-span');
   if (span) span.scrollIntoView({block: 'center'});
+  else { const reader = document.getElementById('reader'); if (reader) reader.scrollIntoView({block: 'start'}); }
 }, 400); }"""

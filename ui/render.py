@@ -7,13 +7,14 @@ import hashlib
 import re
 from collections.abc import Callable
 from html import escape
+from typing import Any
 from urllib.parse import quote, unquote
 
 from rag.answering.llm import is_table_row
 from rag.types import Answer, AnswerSentence, AnswerSpan, Citation, Passage
 from ui.assets import CSS, HEAD
 
-__all__ = ["CSS", "HEAD", "answer_message", "document_html", "sources_html", "streaming_message"]
+__all__ = ["CSS", "HEAD", "answer_message", "document_html", "library_html", "sources_html", "streaming_message"]
 
 
 _HEADING = re.compile(r"(^|<br>)#{1,6} ")
@@ -265,6 +266,26 @@ def _also_html(passage: Passage | None, passages: tuple[Passage, ...], doc_id: s
         for c in found.also
     )
     return f'<div class="rag-also">Also published by {links}</div>'
+
+
+def library_html(rows: list[list[Any]]) -> str:
+    """The document library: title (a link that opens the document in the reader), date, source,
+    chunks and when indexed, in the chat's font; titles and sources wrap, and on a narrow screen
+    the least needed columns give way (ui/assets.py), so a long headline never pushes the date off."""
+    if not rows:
+        return '<p class="rag-not-found">No document matches.</p>'
+    body = "".join(
+        f'<tr><td class="rag-title"><a class="rag-doc" href="#rag-doc/{quote(str(doc_id), safe="")}">'
+        f'{escape(str(title))}</a></td><td class="rag-date">{escape(str(date))}</td>'
+        f'<td class="rag-src">{escape(str(source))}</td><td class="rag-chunks">{escape(str(chunks))}</td>'
+        f'<td class="rag-indexed">{escape(str(indexed))}</td></tr>'
+        for title, date, source, chunks, indexed, doc_id in rows
+    )
+    head = (
+        '<thead><tr><th class="rag-title">Title</th><th class="rag-date">Date</th><th class="rag-src">Source</th>'
+        '<th class="rag-chunks">Chunks</th><th class="rag-indexed">Indexed</th></tr></thead>'
+    )
+    return f'<div class="rag-library"><table>{head}<tbody>{body}</tbody></table></div>'
 
 
 def _containing(passages: tuple[Passage, ...], c: Citation) -> Passage | None:

@@ -34,7 +34,7 @@ from rag.ingest.sources import file_problem, read_bounded
 from rag.search.query import Filters, SearchError
 from rag.types import Answer, Skipped
 from rag.wording import counted, noun_for
-from ui.render import answer_message, document_html, parse_target, sources_html, streaming_message
+from ui.render import answer_message, document_html, library_html, parse_target, sources_html, streaming_message
 
 Message = dict[str, Any]
 NO_DOCUMENTS = "No documents yet. Add some in the Documents tab, then ask."
@@ -295,6 +295,10 @@ class ChatService:
             ]
             for d in docs
         ]
+
+    def library_table(self, name: str, title: str = "", since: str = "", until: str = "", source: str = "") -> str:
+        """The library as the Documents tab shows it (ui.render.library_html)."""
+        return library_html(self.library(name, title, since, until, source))
 
     def read(self, name: str, target: str) -> str:
         """The reader's HTML for "DOC_ID" or a link target "DOC_ID/START/END" (the span marked)."""
