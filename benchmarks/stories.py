@@ -78,7 +78,7 @@ def check_links(rag: RAG, expected: dict) -> dict[str, dict[str, float]]:
     firsts = {d: content_hash(rag.store.chunks_for(d)[0].text) for d in ids}
     cached = rag.store.cached_vectors(rag.settings.vectors_key, firsts.values())
     leads = {d: cached[h] for d, h in firsts.items()}
-    said = {d: stories.names(f"{facts[d].title}\n{facts[d].text}") for d in ids}
+    said = {d: stories.names(f"{facts[d].title}\n{facts[d].text[: stories.LEAD_CHARS]}") for d in ids}
     rules = {
         "the rule (names and lead)": lambda n, lead, sim: stories.linked(n, lead, None, sim),
         "lead cosine >= 0.7 alone": lambda n, lead, sim: lead >= 0.7,
