@@ -10,9 +10,11 @@ from rag.ingest.sources import load_documents, scan
 from tests.conftest import SAMPLE_ARTICLES, write
 
 
-def make_pdf(text: str) -> bytes:
-    """A minimal one-page PDF with ``text`` drawn in Helvetica, with a correct xref table."""
-    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+def make_pdf(text: str | list[str], creation_date: str | None = None) -> bytes:
+    """A minimal one-page PDF drawing ``text`` (a list: one line each) in Helvetica, with a
+    correct xref table, and a CreationDate (YYYYMMDD) in its Info when given."""
+    lines = [text] if isinstance(text, str) else text
+    stream = ("BT /F1 12 Tf 72 720 Td " + " ".join(f"({line}) Tj 0 -18 Td" for line in lines) + " ET").encode()
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
@@ -21,6 +23,8 @@ def make_pdf(text: str) -> bytes:
         b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
+    if creation_date:
+        objects.append(b"<< /CreationDate (D:%s000000) >>" % creation_date.encode())
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -29,7 +33,8 @@ def make_pdf(text: str) -> bytes:
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    info = b" /Info 6 0 R" if creation_date else b""
+    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, info, xref)
     return bytes(out)
 
 

@@ -22,6 +22,7 @@ from rag.ingest.chunking import segments
 from rag.ingest.sources import load_documents
 from rag.types import Answer
 from tests.conftest import REPO, write
+from tests.test_ingest import make_pdf
 
 STORIES = REPO / "benchmarks" / "stories"
 EXAMPLE = REPO / "examples" / "stories"
@@ -56,41 +57,16 @@ def test_a_dateline_dates_a_markdown_article_that_prints_nothing_else(tmp_path: 
     assert [p.kind for p in segments(path.read_text().split("\n\n", 1)[1])][:3] == ["byline", "dateline", "sentence"]
 
 
-def pdf_with(lines: list[str], creation_date: str) -> bytes:
-    """A one-page PDF printing ``lines`` (one per line), with a CreationDate in its Info."""
-    text_ops = " ".join(f"({line}) Tj 0 -18 Td" for line in lines)
-    stream = f"BT /F1 12 Tf 72 720 Td {text_ops} ET".encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        b"<< /Title (Library repairs) /CreationDate (D:%s000000) >>" % creation_date.encode(),
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R /Info 6 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
-
-
 def test_a_printed_published_line_wins_over_a_pdfs_creation_date(tmp_path: Path) -> None:
     lines = ["Library repairs bill soars", "Published Feb. 27, 2025", "The repairs will cost 4.2 million pounds."]
     printed = tmp_path / "printed.pdf"
-    printed.write_bytes(pdf_with(lines, "20250301"))
+    printed.write_bytes(make_pdf(lines, "20250301"))
     got, meta = one(printed)
     assert (got, meta["date_source"]) == ("2025-02-27", "published line")
     assert meta["date_notes"] == ["the PDF metadata says 2025-03-01"]
     # With nothing printed, the CreationDate is all there is, and rag show says so.
     bare = tmp_path / "bare.pdf"
-    bare.write_bytes(pdf_with(["Library repairs bill soars", "The repairs will cost 4.2 million pounds."], "20250301"))
+    bare.write_bytes(make_pdf(["Library repairs bill soars", "The repairs will cost 4.2 million pounds."], "20250301"))
     got, meta = one(bare)
     assert (got, meta["date_source"]) == ("2025-03-01", "PDF metadata")
     assert dates.describe(got, meta).startswith("2025-03-01, from the PDF's CreationDate (no date is printed")

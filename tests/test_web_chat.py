@@ -246,17 +246,22 @@ def test_screenshots(served: Served, browser: Any, name: str, viewport: tuple[in
         assert colour == "rgb(255, 251, 235)"
 
 
-@pytest.fixture(scope="module")
-def syndicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """A server over a story published twice (two outlets) and one other article."""
-    root = tmp_path_factory.mktemp("syndicated")
-    site = REPO / "examples" / "site"
+def serving(root: Path, paths: list[Path]) -> Iterator[Served]:
+    """A server over a new index of ``paths`` in ``root``, stopped when the fixture ends."""
     with RAG.open(root / "index") as rag:
-        rag.index([site / "dengue.html", site / "dengue-local.html", site / "fed-rates.html"], progress=False)
+        rag.index(paths, progress=False)
     server = Served(root / "index", root)
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def syndicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A server over a story published twice (two outlets) and one other article."""
+    site = REPO / "examples" / "site"
+    yield from serving(tmp_path_factory.mktemp("syndicated"), [site / "dengue.html", site / "dengue-local.html",
+                                                                site / "fed-rates.html"])  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -381,13 +386,7 @@ def test_the_documents_tab_keeps_every_column_in_view_and_reads_as_the_chat(
 @pytest.fixture(scope="module")
 def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A server over one story in four reports (examples/stories)."""
-    root = tmp_path_factory.mktemp("story")
-    with RAG.open(root / "index") as rag:
-        rag.index([REPO / "examples" / "stories"], progress=False)
-    server = Served(root / "index", root)
-    server.start()
-    yield server
-    server.stop()
+    yield from serving(tmp_path_factory.mktemp("story"), [REPO / "examples" / "stories"])
 
 
 @pytest.mark.parametrize(
