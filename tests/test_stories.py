@@ -389,3 +389,24 @@ def test_the_web_chat_shows_an_answer_over_time_as_a_timeline_and_the_reader_the
     assert '<li class="rag-differs"><span class="rag-when">Bay Times:</span>' in conflict
     page = document_html("T", "2026-09-18", "s", "text", None, ["updated Sept. 18, 2026: <b>x</b> (Harbor Herald)"])
     assert '<ul class="rag-story"><li>updated Sept. 18, 2026: &lt;b&gt;x&lt;/b&gt; (Harbor Herald)</li></ul>' in page
+
+
+def test_a_store_from_before_stories_is_linked_once_at_the_next_index(tmp_path: Path) -> None:
+    from rag.ingest.indexer import STORIES_LINKED
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name in ("tunnel-march.md", "tunnel-coastal-post.md", "tunnel-september.md"):
+        shutil.copy(EXAMPLE / name, folder / name)
+    config = Config(index_dir=tmp_path / "index", model="hashing-64")
+    with RAG.open(config=config) as rag:
+        rag.index([folder], progress=False)
+        linked = rag.store.db.execute("SELECT count(*) FROM story_links").fetchone()[0]
+        assert linked > 0
+        # As a store made before stories: no links, no mark.
+        with rag.store.transaction() as db:
+            db.execute("DELETE FROM story_links")
+            db.execute("DELETE FROM meta WHERE key = ?", (STORIES_LINKED,))
+        rag.index([folder], progress=False)  # nothing changed in the files
+        assert rag.store.db.execute("SELECT count(*) FROM story_links").fetchone()[0] == linked
+        assert rag.store.meta()[STORIES_LINKED] == "1"

@@ -49,6 +49,8 @@ ApplyToVectors = Callable[[list[int], list[int], np.ndarray], None]
 _NO_VECTORS = np.zeros((0, 0), dtype=np.float32)
 # How a skip for the same text under another name begins: nothing failed, nothing was added.
 ALREADY_INDEXED = "already indexed as"
+# Set in the store's meta once every document has been linked into its story.
+STORIES_LINKED = "stories_linked"
 
 
 @dataclass
@@ -139,6 +141,7 @@ class Indexer:
         counts = _Counts()
         self._sign_unsigned()
         self.store.hash_unhashed()
+        self._link_unlinked(progress)
         pending = _Pending()
         seen_paths: set[str] = set(found.present)
         # Texts this run read, so an identical file later in the same run is found before it is stored.
@@ -271,6 +274,21 @@ class Indexer:
                 if doc is not None:
                     self._sign(doc)
 
+    def _link_unlinked(self, progress: bool | None) -> None:
+        """Story links for the documents of a store made before stories (schema 6): once, then
+        each document is linked as it is indexed."""
+        if self.store.meta().get(STORIES_LINKED):
+            return
+        doc_ids = [doc_id for doc_id, _ in self.store.document_paths()]
+        bar = progress_bar(doc_ids, "linking stories", "doc", progress if doc_ids else False)
+        for doc_id in bar:
+            doc = self.store.get_document(doc_id)
+            if doc is not None:
+                with self.store.transaction():
+                    stories.link(self.store, doc, self.settings.vectors_key)
+        bar.close()
+        self.store.set_meta({STORIES_LINKED: "1"})
+
     def _sign(self, doc: Document) -> bool:
         """Store ``doc``'s signature; True when it is a copy of another document."""
         signature = duplicates.signature(doc.text)
@@ -341,6 +359,7 @@ class Indexer:
         """
         started = time.perf_counter()
         counts = _Counts()
+        self._link_unlinked(progress)
         pending = _Pending()
         bar = progress_bar(documents, "indexing", "doc", progress)
         self.chunk_progress = ChunkProgress(not bar.disable)
