@@ -20,7 +20,7 @@ from datetime import date as Date
 from typing import Any
 
 from rag.ingest.chunking import Segment
-from rag.ingest.readers import normalise_date
+from rag.ingest.readers import written_date
 
 # Where a date came from, in the words ``rag show`` prints.
 PRINTED = ("published line", "updated line", "dateline")
@@ -56,12 +56,6 @@ class Dated:
     source: str  # one of PRINTED, DELIBERATE or INCIDENTAL; "" when there is none
     published: str | None = None  # the first publication, when the date is a later update
     notes: tuple[str, ...] = ()
-
-
-def written_date(text: str) -> str | None:
-    """``YYYY-MM-DD`` for a date as news prints it: "Sept. 18, 2026", "10 February 2026"."""
-    cleaned = re.sub(r"\bSept\b", "Sep", text.replace(".", ""), flags=re.IGNORECASE).strip(" ,")
-    return normalise_date(cleaned)
 
 
 def printed_dates(text: str, parts: list[Segment]) -> Printed:

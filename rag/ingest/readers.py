@@ -112,6 +112,12 @@ def normalise_date(value: str | None) -> str | None:
         return None
 
 
+def written_date(text: str) -> str | None:
+    """``YYYY-MM-DD`` for a date as news prints it: "Sept. 18, 2026", "10 February 2026"."""
+    cleaned = re.sub(r"\bSept\b", "Sep", text.replace(".", ""), flags=re.IGNORECASE).strip(" ,")
+    return normalise_date(cleaned)
+
+
 # A leading "date 2021-09-21 " (the sample corpus) or "Date: 2021-09-21" line is metadata.
 _DATE_HEADER = re.compile(r"\A\s*date:?[ \t]+(\d{4}-\d{2}-\d{2})[ \t]*\n?[ \t]*", re.IGNORECASE)
 
@@ -355,8 +361,7 @@ def _page_date(page: str, text: str) -> tuple[str | None, str]:
         for candidate in (text, _tidy(re.sub(r"<[^>]+>", " ", page))):
             match = pattern.search(candidate[:5000])
             if match:
-                written = re.sub(r"\bSept\b", "Sep", match.group(1).replace(".", ""), flags=re.IGNORECASE)
-                found = normalise_date(written)
+                found = written_date(match.group(1))
                 if found:
                     return found, source
     guessed = htmldate(True)

@@ -92,11 +92,14 @@ def link(store: Store, doc: Document, model: str) -> list[tuple[str, float]]:
     """Find and store the links from ``doc`` (already stored, with its chunks' vectors cached) to
     the other documents of its story. Returns (other id, lead cosine) for each link."""
     db = store.db
-    mine = names(f"{doc.title}\n{doc.text[:LEAD_CHARS]}")
-    candidates = _candidates(db, doc.id, mine, f"{doc.title}\n{doc.text[:LEAD_CHARS]}")
+    opening = f"{doc.title}\n{doc.text[:LEAD_CHARS]}"
+    mine = names(opening)
+    # The documents sharing a signature band, with their similarity: candidates, and the score
+    # that links a copy whatever else it says (one band lookup serves both).
+    similar = dict(duplicates.copies_of(db, doc.id, 0.0))
+    candidates = _candidates(db, doc.id, mine, opening, list(similar))
     leads = _lead_vectors(db, model, [doc.id, *candidates])
     lead = leads.get(doc.id)
-    similar = dict(duplicates.copies_of(db, doc.id, SIMILAR))
     links = []
     for other, title, date_, start in _leads(db, candidates):
         cosine = float(lead @ leads[other]) if lead is not None and other in leads else 0.0
@@ -117,10 +120,10 @@ def _leads(db: sqlite3.Connection, doc_ids: list[str]) -> list[tuple[str, str, s
     return [(str(i), str(t), d, str(x)) for i, t, d, x in rows]
 
 
-def _candidates(db: sqlite3.Connection, doc_id: str, mine: frozenset[str], lead: str) -> list[str]:
-    """Documents that share a signature band with ``doc_id`` or use its first names the most
-    (BM25 over the chunks)."""
-    found = dict.fromkeys(other for other, _ in duplicates.copies_of(db, doc_id, 0.0))
+def _candidates(db: sqlite3.Connection, doc_id: str, mine: frozenset[str], lead: str, banded: list[str]) -> list[str]:
+    """The ``banded`` documents (sharing a signature band with ``doc_id``), then those that use
+    its first names the most (BM25 over the chunks)."""
+    found = dict.fromkeys(banded)
     if mine:
         lowered = lead.lower()
         first = sorted(mine, key=lambda name: (lowered.find(name), name))[:QUERY_NAMES]
