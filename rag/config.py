@@ -168,6 +168,9 @@ class Config:
     # Web chat sessions whose state the server keeps (least recently used go first). Gradio
     # keeps a copy of the page's configuration per session, about 60 KB, 10,000 by default.
     max_sessions: int = 500
+    # Without --auth, each browser keeps its own saved conversations (a cookie tells them apart);
+    # true: one list for everyone who opens the page, as before there were per-browser lists.
+    shared_conversations: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.index_dir, Path):  # accept a str from Python callers too

@@ -402,3 +402,57 @@ def test_the_login_throttle_doubles_the_wait_and_forgets_on_success() -> None:
     assert throttle.wait_s("10.0.0.9", "bob") == 0 and throttle.wait_s("10.0.0.10", "ann") == 0
     throttle.succeeded("10.0.0.9", "ann")
     assert throttle.wait_s("10.0.0.9", "ann") == 0
+
+
+def test_a_browser_gets_its_own_identity_from_the_page_and_keeps_it() -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route as Path_
+    from starlette.testclient import TestClient
+
+    from ui.guard import BROWSER_COOKIE, BrowserCookieMiddleware, browser_of
+
+    inner = Starlette(routes=[Path_("/", lambda r: PlainTextResponse("page")),
+                              Path_("/config", lambda r: PlainTextResponse("{}"))])  # fmt: skip
+    first, second = TestClient(BrowserCookieMiddleware(inner)), TestClient(BrowserCookieMiddleware(inner))
+    assert "set-cookie" not in first.get("/config").headers  # only the page sets it
+    page = first.get("/")
+    made = page.headers["set-cookie"]
+    assert made.startswith(f"{BROWSER_COOKIE}=") and "HttpOnly" in made and "SameSite=Lax" in made
+    token = first.cookies[BROWSER_COOKIE]
+    assert "set-cookie" not in first.get("/").headers  # kept, not replaced, on the next visit
+    second.get("/")
+    assert second.cookies[BROWSER_COOKIE] != token  # another browser, another identity
+    assert browser_of({BROWSER_COOKIE: token}) == f"browser:{token}"
+    # A forged or damaged value is no identity: the page makes a new one.
+    assert browser_of({BROWSER_COOKIE: "x; other=1"}) is None
+    forged = TestClient(BrowserCookieMiddleware(inner), cookies={BROWSER_COOKIE: "short"})
+    assert forged.get("/").headers["set-cookie"].startswith(f"{BROWSER_COOKIE}=")
+
+
+def test_whose_conversations_a_request_sees() -> None:
+    from ui.guard import BROWSER_COOKIE, owner
+
+    cookie = {BROWSER_COOKIE: "A" * 32}
+    assert owner("alice", cookie, "s1", shared=False) == "alice"  # --auth: the user, on any browser
+    assert owner("alice", cookie, "s1", shared=True) == "alice"
+    assert owner(None, cookie, "s1", shared=True) == ""  # shared: everyone's one list
+    assert owner(None, cookie, "s1", shared=False) == "browser:" + "A" * 32
+    # No cookie (a client that keeps none): this page load's own list, never the shared one.
+    assert owner(None, {}, "s1", shared=False) == "session:s1"
+
+
+def test_the_shared_conversations_setting_from_the_cli_the_environment_and_the_config_file(tmp_path: Path) -> None:
+    from rag.cli.commands import config_from_args
+    from rag.cli.parser import build_parser
+    from rag.config import ConfigError
+
+    parser = build_parser()
+    assert config_from_args(parser.parse_args(["serve"])).shared_conversations is False
+    assert config_from_args(parser.parse_args(["serve", "--shared-conversations"])).shared_conversations is True
+    assert Config.load(env={"RAG_SHARED_CONVERSATIONS": "yes"}).shared_conversations is True
+    file = tmp_path / "rag.toml"
+    file.write_text("shared_conversations = true\n", encoding="utf-8")
+    assert config_from_args(parser.parse_args(["serve", "--config", str(file)])).shared_conversations is True
+    with pytest.raises(ConfigError, match="shared_conversations='sometimes' must be true or false"):
+        Config.load(env={"RAG_SHARED_CONVERSATIONS": "sometimes"})

@@ -227,7 +227,8 @@ def test_basic_auth_guards_the_chat_and_the_api(server: Server, browser: object,
         page.keyboard.press("Enter")
         signed = page.wait_for_selector("#signed-in", state="visible", timeout=60_000)
         page.wait_for_function("document.querySelector('#signed-in').innerText.includes('alice')", timeout=30_000)
-        assert signed.inner_text().strip() == "Signed in as alice · Sign out"
+        assert signed.inner_text().strip().splitlines() == ["Signed in as alice · Sign out",
+                                                            "Your conversations, on any browser."]  # fmt: skip
         page.click("#signed-in a:has-text('Sign out')")
         page.wait_for_selector("input[type=password]", timeout=30_000)  # the login page again
         page.goto(url)

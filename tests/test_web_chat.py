@@ -448,7 +448,92 @@ def test_an_export_downloads_and_is_kept_owner_only_in_the_index_folder(served: 
     (kept,) = (served.index_dir / "exports").rglob("*.md")
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600 and ".rx-" in kept.name
     assert stat.S_IMODE(kept.parent.stat().st_mode) == 0o700
-    # Without --auth everyone is the same (anonymous) user, so the link answers; the owner
-    # check itself is tested in tests/test_security.py.
-    assert httpx.get(download.url, timeout=30).status_code == 200
+    # Without --auth each browser is its own owner: the link answers this browser's cookie only.
+    cookies = {c["name"]: c["value"] for c in context.cookies()}
+    assert httpx.get(download.url, cookies=cookies, timeout=30).status_code == 200
+    assert httpx.get(download.url, timeout=30).status_code == 404
     context.close()
+
+
+def test_each_browser_keeps_its_own_conversations_and_the_sidebar_says_so(served: Served, browser: Any) -> None:
+    phone = browser.new_context(viewport={"width": 390, "height": 844})
+    desktop = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = phone.new_page()
+    page.goto(served.url)
+    page.wait_for_selector("#question textarea")
+    ask(page, "What did the Fed decide on rates?")
+    settled(page)
+    page.wait_for_function("document.querySelector('#saved')?.innerText.includes('Fed decide')", timeout=30_000)
+    assert page.inner_text("#signed-in").strip() == "Conversations are kept for this browser only."
+    other = desktop.new_page()
+    other.goto(served.url)
+    other.wait_for_selector("#question textarea")
+    other.wait_for_function("document.querySelector('#signed-in')?.innerText.includes('this browser')")
+    # The desktop's list is loaded (its sidebar line came with it) and lacks the phone's question.
+    assert "Fed decide" not in other.inner_text("#saved")
+    # The same browser, in a new tab, still has it.
+    again = phone.new_page()
+    again.goto(served.url)
+    again.wait_for_function("document.querySelector('#saved')?.innerText.includes('Fed decide')", timeout=30_000)
+    phone.close()
+    desktop.close()
+
+
+def test_shared_conversations_are_one_list_for_every_browser(tmp_path: Path, browser: Any) -> None:
+    from tests.conftest import running_serve
+
+    index_dir = news_index(tmp_path)
+    env = {**ENV, "RAG_SHARED_CONVERSATIONS": "true"}  # the setting from the environment
+    with running_serve(index_dir, tmp_path / "shared.log", env) as url:
+        first = browser.new_context()
+        page = first.new_page()
+        page.goto(url)
+        page.wait_for_selector("#question textarea")
+        ask(page, "What did the Fed decide on rates?")
+        settled(page)
+        assert "everyone who opens this page" in page.inner_text("#signed-in")
+        second = browser.new_context()
+        other = second.new_page()
+        other.goto(url)
+        other.wait_for_function("document.querySelector('#saved')?.innerText.includes('Fed decide')", timeout=30_000)
+        assert not [c for c in second.cookies() if c["name"] == "rag-browser"]  # no browser cookie is made
+        first.close()
+        second.close()
+
+
+LATEST_ANSWER_PLACE = """() => {
+    const bots = [...document.querySelectorAll('#chat .message-row.bot-row')];
+    const last = bots[bots.length - 1];
+    if (!last) return null;
+    const users = [...document.querySelectorAll('#chat .message-row.user-row')];
+    const asked = users[users.length - 1].getBoundingClientRect().top;
+    let box = last.parentElement;  // the chat's own scrolling box
+    while (box && !(box.scrollHeight > box.clientHeight && getComputedStyle(box).overflowY !== 'visible')) {
+        box = box.parentElement;
+    }
+    const area = box ? box.getBoundingClientRect() : {top: 0, bottom: window.innerHeight};
+    const r = last.getBoundingClientRect();
+    // What of the chat is on the screen: inside its box and inside the window.
+    return {top: r.top, asked: asked, height: r.height, areaTop: Math.max(area.top, 0),
+            areaBottom: Math.min(area.bottom, window.innerHeight)};
+}"""
+
+
+def test_on_a_phone_the_latest_answer_starts_in_view(story: Served, browser: Any) -> None:
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(story.url)
+    page.wait_for_selector("#question textarea")
+    # Two long answers (a timeline each): the second one's start must be where the eye is,
+    # not scrolled off above the question box as the chat followed the answer's end.
+    for question in ("How many workers are employed on the harbor tunnel project?",
+                     "How much will the Harbor Street tunnel cost?"):  # fmt: skip
+        ask(page, question)
+        settled(page)
+        page.wait_for_function("document.querySelectorAll('#chat .rag-timeline').length >= 1", timeout=90_000)
+    page.wait_for_function("document.querySelectorAll('#chat .rag-timeline').length >= 2", timeout=90_000)
+    # Its question and its start are on the screen, inside the chat (scrolled there once it is done).
+    page.wait_for_function(f"(() => {{ const p = ({LATEST_ANSWER_PLACE})(); "
+                           "return p && p.areaTop - 1 <= p.asked && p.asked < p.top && p.top < p.areaBottom - 40; })()",
+                           timeout=30_000)  # fmt: skip
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "latest-answer-mobile.png"))

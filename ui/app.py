@@ -20,8 +20,16 @@ from rag.api import RAG
 from rag.config import Config
 from rag.ingest.readers import SUPPORTED
 from rag.search.query import MODES
-from ui.assets import CSS, HEAD, SCROLL_TO_SPAN
-from ui.guard import ExportFiles, ExportOwnerMiddleware, LoginThrottle, LoginThrottleMiddleware
+from ui.assets import CSS, HEAD, SCROLL_TO_SPAN, SHOW_LATEST_ANSWER
+from ui.guard import (
+    BrowserCookieMiddleware,
+    ExportFiles,
+    ExportOwnerMiddleware,
+    LoginThrottle,
+    LoginThrottleMiddleware,
+    browser_of,
+    owner,
+)
 from ui.render import parse_target
 from ui.service import ChatService
 
@@ -31,13 +39,19 @@ if TYPE_CHECKING:
 EXPORTS = "exports"  # inside the first collection's index folder, one owner-only folder per user
 
 
-def _user(request: Any) -> str:
-    """The logged-in user ('' without --auth): conversations are kept per user."""
-    return str(getattr(request, "username", None) or "")
-
-
-def build_app(service: ChatService, exports: ExportFiles) -> "gr.Blocks":
+def build_app(service: ChatService, exports: ExportFiles, shared: bool = False) -> "gr.Blocks":
+    """``shared``: without --auth, every browser sees one conversation list (the
+    ``shared_conversations`` setting); otherwise each browser keeps its own."""
     import gradio as gr
+
+    def _user(request: Any) -> str:
+        """Whose conversations these are: the signed-in user, this browser, or everyone's."""
+        username = getattr(request, "username", None)
+        try:
+            cookies = dict(request.cookies)
+        except (AttributeError, KeyError, TypeError):  # a request made without HTTP (none here)
+            cookies = {}
+        return owner(username, cookies, getattr(request, "session_hash", None), shared)
 
     names = service.names
     first = names[0]
@@ -158,6 +172,8 @@ def build_app(service: ChatService, exports: ExportFiles) -> "gr.Blocks":
         # default, "once", dropped it silently and left it in the box).
         queued: dict[str, Any] = {"api_visibility": "private", "trigger_mode": "always_last"}
         asked = [question.submit(respond, inputs, outputs, **queued), send.click(respond, inputs, outputs, **queued)]
+        for event in asked:
+            event.then(None, js=SHOW_LATEST_ANSWER)
         stop.click(lambda: gr.update(visible=False), None, [stop], cancels=asked)  # type: ignore[arg-type]
 
         def start_new(request: gr.Request) -> Any:
@@ -176,12 +192,21 @@ def build_app(service: ChatService, exports: ExportFiles) -> "gr.Blocks":
 
         saved.input(reopen, [saved], [chat, sources, conversation, collection, saved], api_visibility="private")
 
+        def whose_conversations(username: str | None) -> str:
+            """The sidebar's line on whose conversations are listed."""
+            if username:
+                return (f'Signed in as <b>{escape(username)}</b> · <a href="/logout" target="_self">Sign out</a>'
+                        "<br><small>Your conversations, on any browser.</small>")  # fmt: skip
+            if shared:
+                return "<small>Conversations are shared: everyone who opens this page sees them.</small>"
+            return "<small>Conversations are kept for this browser only.</small>"
+
         def on_load(key: str, request: gr.Request) -> Any:
             """After a reload or a restart: the list, and the conversation that was open. With none
             open, the chat is left alone: a question asked while the page was still loading may
             already have its answer (and its new conversation) there, which [] and "" erased."""
             user = _user(request)
-            who = f'Signed in as <b>{escape(user)}</b> · <a href="/logout" target="_self">Sign out</a>' if user else ""
+            who = whose_conversations(getattr(request, "username", None))
             if not key:
                 choices = gr.update(choices=service.conversation_choices(user))  # the choice kept
                 return gr.skip(), gr.skip(), gr.skip(), gr.skip(), choices, who
@@ -305,7 +330,8 @@ def serve(
             repairs.append(repair)
     threading.Thread(target=service.warm_up, name="rag-warm-up", daemon=True).start()
     exports = ExportFiles(Path(next(iter(configs.values())).index_dir) / EXPORTS)
-    app = build_app(service, exports)
+    shared = next(iter(configs.values())).shared_conversations
+    app = build_app(service, exports, shared=shared)
     # Twenty people asking at once should not wait in one line: answers share the index and
     # run side by side; an upload indexes through its own handle and blocks none of them.
     app.queue(default_concurrency_limit=16)
@@ -322,12 +348,13 @@ def serve(
     gradio_app = next(route.app for route in server.routes if getattr(route, "path", None) == "")
 
     def user_of(scope: dict[str, Any]) -> str | None:
-        """Whose session a request belongs to: Gradio's sign-in cookie ('' without --auth)."""
+        """Whose exports a request may download: Gradio's sign-in cookie's user, with --auth;
+        else the browser's (or everyone's when conversations are shared)."""
         from starlette.requests import HTTPConnection
 
-        if auth is None:
-            return ""
         cookies = HTTPConnection(scope).cookies
+        if auth is None:
+            return "" if shared else browser_of(dict(cookies))
         token = cookies.get(f"access-token-{gradio_app.cookie_id}") or cookies.get(
             f"access-token-unsecure-{gradio_app.cookie_id}"
         )
@@ -335,6 +362,8 @@ def serve(
 
     server.add_middleware(ExportOwnerMiddleware, exports=exports, user_of=user_of)
     server.add_middleware(LoginThrottleMiddleware, throttle=throttle)
+    if auth is None and not shared:
+        server.add_middleware(BrowserCookieMiddleware)
     # Gradio checks that a file named in a request is one it received (inside its upload
     # folder, symbolic links resolved) only once `launch()` has set `has_launched`; a mounted app
     # never sets it, and the upload endpoint then copied any server path it was given (a FIFO

@@ -141,3 +141,12 @@ SCROLL_TO_SPAN = """() => { setTimeout(() => {
   if (span) span.scrollIntoView({block: 'center'});
   else { const reader = document.getElementById('reader'); if (reader) reader.scrollIntoView({block: 'start'}); }
 }, 400); }"""
+
+# After an answer is complete: its question and first line in view. The chat follows a streaming
+# answer's end, and a phone scrolls the page to the question box, so the start of a long answer
+# (a timeline, several sentences) was above the screen. Two frames: after the final render.
+SHOW_LATEST_ANSWER = """() => { requestAnimationFrame(() => requestAnimationFrame(() => {
+  const rows = document.querySelectorAll('#chat .message-row.user-row');
+  const asked = rows[rows.length - 1];
+  if (asked) asked.scrollIntoView({block: 'start', behavior: 'instant'});
+})); }"""

@@ -1,10 +1,15 @@
-"""Two guards of `rag serve --auth` that Gradio does not give: a growing wait after failed
-sign-ins, and conversation exports that only the person who made them can download.
+"""Guards of `rag serve` that Gradio does not give: a growing wait after failed sign-ins
+(``--auth``), conversation exports that only the person who made them can download, and, without
+``--auth``, a browser identity so that each browser keeps its own conversations.
 
 ``LoginThrottle`` counts failed sign-ins per (client address, user name): the first
 ``FREE_TRIES`` cost nothing, each one after that locks that pair for twice as long as the last,
 up to ``MAX_WAIT_S``; a success clears it. Keyed by pair, so someone guessing one person's
 password neither slows everyone else nor locks that person out from their own address.
+
+``BrowserCookieMiddleware`` gives a browser that opens the page without one a random, HttpOnly
+cookie (``BROWSER_COOKIE``); ``owner`` turns a request into whose conversations it sees: the
+signed-in user, everyone ("") when conversations are shared, else that browser.
 
 ``ExportFiles`` keeps exports in ``<index folder>/exports/<owner>/`` (folders 0700, files 0600),
 each file named with a tag derived from its owner's name and a key made at start; a request for
@@ -187,3 +192,59 @@ class ExportOwnerMiddleware:
                 await _json(send, 404, {"detail": "Not found."}, [])
                 return
         await self.app(scope, receive, send)
+
+
+# --- browsers ----------------------------------------------------------------------------------
+
+BROWSER_COOKIE = "rag-browser"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{22,64}")
+_BROWSER_DAYS = 400  # the longest a browser keeps a cookie (Chromium caps Max-Age there)
+
+
+def browser_of(cookies: dict[str, str]) -> str | None:
+    """The browser's identity from its cookie, or None without a well-formed one."""
+    token = cookies.get(BROWSER_COOKIE, "")
+    return f"browser:{token}" if _TOKEN.fullmatch(token) else None
+
+
+def owner(username: str | None, cookies: dict[str, str], session: str | None, shared: bool) -> str:
+    """Whose conversations a request sees: the signed-in user (--auth); "" (everyone's one
+    list) when conversations are shared; else the browser's own, or, for a client without the
+    cookie, this page load's own (never the shared list)."""
+    if username:
+        return username
+    if shared:
+        return ""
+    return browser_of(cookies) or f"session:{session or secrets.token_urlsafe(16)}"
+
+
+class BrowserCookieMiddleware:
+    """ASGI middleware: the page, opened by a browser without the cookie, sets it. Only the page
+    (GET /): the browser has the cookie before the page's scripts ask for anything else."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "GET" or scope.get("path") not in ("", "/"):
+            await self.app(scope, receive, send)
+            return
+        cookies = _cookies(scope)
+        if browser_of(cookies) is not None:
+            await self.app(scope, receive, send)
+            return
+        value = (f"{BROWSER_COOKIE}={secrets.token_urlsafe(24)}; Path=/; Max-Age={_BROWSER_DAYS * 86400}; "
+                 "HttpOnly; SameSite=Lax")  # fmt: skip
+
+        async def with_cookie(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", value.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, with_cookie)
+
+
+def _cookies(scope: Scope) -> dict[str, str]:
+    from starlette.requests import HTTPConnection
+
+    return dict(HTTPConnection(scope).cookies)

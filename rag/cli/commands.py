@@ -47,6 +47,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ray_workers=getattr(args, "ray_workers", None),
         backend=getattr(args, "backend", None),
         milvus_uri=getattr(args, "milvus_uri", None),
+        shared_conversations=getattr(args, "shared_conversations", None),
     )
 
 

@@ -270,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     serve.add_argument("--port", type=_port, default=7860, help="port (default 7860; 0: any free one, printed)")
     serve.add_argument("--auth", metavar="USER:PASSWORD", help="require this login (default: $RAG_AUTH, else none)")
+    serve.add_argument(
+        "--shared-conversations", action="store_const", const=True, default=None,
+        help="without --auth: one list of saved conversations for every browser (default: each browser its own)",
+    )  # fmt: skip
     serve.add_argument("--llm-url", help="OpenAI-compatible base URL, to offer the llm answerer")
     serve.add_argument("--llm-model", help="model name to send to that server")
     serve.add_argument("--gguf", help="a GGUF file (or 'smollm2') to offer the llm answerer in-process")
