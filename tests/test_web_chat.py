@@ -455,22 +455,28 @@ def test_an_export_downloads_and_is_kept_owner_only_in_the_index_folder(served: 
     context.close()
 
 
-def test_each_browser_keeps_its_own_conversations_and_the_sidebar_says_so(served: Served, browser: Any) -> None:
-    phone = browser.new_context(viewport={"width": 390, "height": 844})
-    desktop = browser.new_context(viewport={"width": 1280, "height": 900})
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_each_browser_keeps_its_own_conversations_and_the_sidebar_says_so(
+    served: Served, browser: Any, scheme: str
+) -> None:
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme=scheme)
+    desktop = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=scheme)
+    theme = "?__theme=dark" if scheme == "dark" else ""
     page = phone.new_page()
-    page.goto(served.url)
+    page.goto(served.url + theme)
     page.wait_for_selector("#question textarea")
     ask(page, "What did the Fed decide on rates?")
     settled(page)
     page.wait_for_function("document.querySelector('#saved')?.innerText.includes('Fed decide')", timeout=30_000)
     assert page.inner_text("#signed-in").strip() == "Conversations are kept for this browser only."
     other = desktop.new_page()
-    other.goto(served.url)
+    other.goto(served.url + theme)
     other.wait_for_selector("#question textarea")
     other.wait_for_function("document.querySelector('#signed-in')?.innerText.includes('this browser')")
     # The desktop's list is loaded (its sidebar line came with it) and lacks the phone's question.
     assert "Fed decide" not in other.inner_text("#saved")
+    ARTIFACTS.mkdir(exist_ok=True)
+    other.screenshot(path=str(ARTIFACTS / f"conversations-per-browser{'-dark' if scheme == 'dark' else ''}.png"))
     # The same browser, in a new tab, still has it.
     again = phone.new_page()
     again.goto(served.url)
@@ -519,9 +525,16 @@ LATEST_ANSWER_PLACE = """() => {
 }"""
 
 
-def test_on_a_phone_the_latest_answer_starts_in_view(story: Served, browser: Any) -> None:
-    page = browser.new_page(viewport={"width": 390, "height": 844})
-    page.goto(story.url)
+@pytest.mark.parametrize(
+    ("name", "viewport", "scheme"),
+    [("latest-answer.png", (1280, 860), "light"), ("latest-answer-dark.png", (1280, 860), "dark"),
+     ("latest-answer-mobile.png", (390, 844), "light"), ("latest-answer-mobile-dark.png", (390, 844), "dark")],
+)  # fmt: skip
+def test_the_latest_answer_starts_in_view_on_a_phone_and_a_desktop(
+    story: Served, browser: Any, name: str, viewport: tuple[int, int], scheme: str
+) -> None:
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=scheme)
+    page.goto(story.url + ("?__theme=dark" if scheme == "dark" else ""))
     page.wait_for_selector("#question textarea")
     # Two long answers (a timeline each): the second one's start must be where the eye is,
     # not scrolled off above the question box as the chat followed the answer's end.
@@ -536,4 +549,4 @@ def test_on_a_phone_the_latest_answer_starts_in_view(story: Served, browser: Any
                            "return p && p.areaTop - 1 <= p.asked && p.asked < p.top && p.top < p.areaBottom - 40; })()",
                            timeout=30_000)  # fmt: skip
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "latest-answer-mobile.png"))
+    page.screenshot(path=str(ARTIFACTS / name))
