@@ -49,8 +49,11 @@ ApplyToVectors = Callable[[list[int], list[int], np.ndarray], None]
 _NO_VECTORS = np.zeros((0, 0), dtype=np.float32)
 # How a skip for the same text under another name begins: nothing failed, nothing was added.
 ALREADY_INDEXED = "already indexed as"
-# Set in the store's meta once every document has been linked into its story.
+# Set in the store's meta once every document has been linked into its story, to the version of
+# the link rule that linked them: a store linked by an earlier rule is linked again, once ("2":
+# undated documents are linked only as copies).
 STORIES_LINKED = "stories_linked"
+LINK_RULE = "2"
 
 
 @dataclass
@@ -275,9 +278,9 @@ class Indexer:
                     self._sign(doc)
 
     def _link_unlinked(self, progress: bool | None) -> None:
-        """Story links for the documents of a store made before stories (schema 6): once, then
-        each document is linked as it is indexed."""
-        if self.store.meta().get(STORIES_LINKED):
+        """Story links for the documents of a store made before stories (schema 6) or linked by
+        an earlier rule: once, then each document is linked as it is indexed."""
+        if self.store.meta().get(STORIES_LINKED) == LINK_RULE:
             return
         doc_ids = [doc_id for doc_id, _ in self.store.document_paths()]
         bar = progress_bar(doc_ids, "linking stories", "doc", progress if doc_ids else False)
@@ -287,7 +290,7 @@ class Indexer:
                 with self.store.transaction():
                     stories.link(self.store, doc, self.settings.vectors_key)
         bar.close()
-        self.store.set_meta({STORIES_LINKED: "1"})
+        self.store.set_meta({STORIES_LINKED: LINK_RULE})
 
     def _sign(self, doc: Document) -> bool:
         """Store ``doc``'s signature; True when it is a copy of another document."""

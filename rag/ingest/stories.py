@@ -80,10 +80,14 @@ def overlap(a: frozenset[str], b: frozenset[str]) -> float:
 
 
 def linked(names_share: float, lead: float, gap_days: int | None, similarity: float) -> bool:
-    """Whether two documents report one story (the rule ``benchmarks/stories.py`` measured)."""
+    """Whether two documents report one story (the rule ``benchmarks/stories.py`` measured).
+    ``gap_days`` is None when either is undated: then only a copy links them. A story is told
+    over time, and papers or posts with no date that share a topic and its names are not one
+    story's versions (linked, COVID-QA's papers on the new coronavirus answered from each
+    other's sentences: contains-gold 0.61 fell to 0.43, benchmarks/answer_quality.py)."""
     if similarity >= SIMILAR:
         return True
-    if gap_days is not None and abs(gap_days) > WINDOW_DAYS:
+    if gap_days is None or abs(gap_days) > WINDOW_DAYS:
         return False
     return names_share > 0 and lead + NAMES_WEIGHT * names_share >= LINK_MIN
 
