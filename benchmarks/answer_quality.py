@@ -23,6 +23,7 @@ precision and recall of "not in the documents" for each kind of negative.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import sys
@@ -36,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from eval.metrics import contains_answer, normalise  # noqa: E402
 from eval.squad import Question, held_out_ids  # noqa: E402
-from eval.train_reader import load_set  # noqa: E402
+from eval.train_reader import headline, load_set  # noqa: E402
 from rag import RAG  # noqa: E402
 
 try:  # --verify also runs on older versions of rag (the baseline), which lack these
@@ -52,7 +53,16 @@ PARTS = ("tune", "test")
 
 
 def load_sets() -> dict[str, object]:
-    return {p.stem: load_set(p) for p in sorted(DATASETS.glob("*.json"))}
+    """The sets, each document titled with its first line (a paper's title, a post's first
+    sentence), as a user's file is titled: the reader reads a passage's title with its sentences
+    (the sets' own titles are "Amazon_Reviews_2030" or "squadshifts-reddit 17")."""
+    sets = {p.stem: load_set(p) for p in sorted(DATASETS.glob("*.json"))}
+    return {
+        name: dataclasses.replace(
+            qset, documents=tuple(dataclasses.replace(d, title=headline(d.text) or d.title) for d in qset.documents)
+        )
+        for name, qset in sets.items()
+    }
 
 
 def plan(sets: dict[str, object], n: int) -> tuple[dict[str, set[str]], list[dict]]:
@@ -120,7 +130,10 @@ def features(rag: RAG, question: str, reader: object | None) -> dict[str, object
     }
     if reader is not None:
         order = reading.candidates(question, sentences, kind, READ_ALL)
-        scored = reader.score(question, [sentences[i].text for i in order])  # type: ignore[attr-defined]
+        headlines = [p.title for p in passages]
+        texts = [sentences[i].text for i in order]
+        contexts = [reading.headline_of(sentences[i], headlines) for i in order]
+        scored = reader.score(question, texts, contexts)  # type: ignore[attr-defined]
         f["read_order"] = order
         f["relevance"] = {i: s.relevance for i, s in zip(order, scored, strict=True)}
         f["spans"] = {i: [s.span, s.span_confidence] for i, s in zip(order, scored, strict=True)}
@@ -416,7 +429,8 @@ def _summarise(name: str, rows: list[dict], results: list[dict], abstained: np.n
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", type=int, default=300, help="per set, group and half (default 300)")
-    parser.add_argument("--index-root", type=Path, default=Path("bench-out/indexes"))
+    parser.add_argument("--index-root", type=Path, default=Path("bench-out/indexes-titled"))
+    parser.add_argument("--fit-reader", default="shipped", help="the reader whose scores --fit records")
     parser.add_argument("--fit", action="store_true", help="record features on the tune half and fit the constants")
     parser.add_argument("--fit-builtin", action="store_true", help="also refit the built-in scoring and its gate")
     parser.add_argument("--verify", action="store_true", help="ask every test-half question as shipped and report")
@@ -429,14 +443,17 @@ def main() -> None:
         for which in ("full", "held-in"):
             indexes[(name, which)] = open_index(args.index_root, name, which, qset, held_out[name])
     if args.fit:
+        from embeddings.reader import SHIPPED, checksums
         from rag.answering.reading import load_reader
 
-        cache = Path(f"bench-out/answer_features-tune-{args.questions}.json")
+        folder = SHIPPED if args.fit_reader == "shipped" else Path(args.fit_reader)
+        version = checksums(folder).get("reader-int8.onnx", "")[:12]
+        cache = Path(f"bench-out/answer_features-tune-{args.questions}-{version}.json")
         tune = [r for r in rows if r["part"] == "tune"]
         if cache.exists():
             tune = json.loads(cache.read_text())
         else:
-            reader = load_reader("shipped")
+            reader = load_reader(args.fit_reader)
             for r in tune:
                 r["f"] = features(indexes[(r["set"], r["index"])], r["question"], reader)
             cache.write_text(json.dumps(tune))

@@ -16,7 +16,17 @@ Pairs per question, hard negatives first:
   the answer (leads and title-like sentences that restate the topic are exactly these);
 - one sentence of *another* document of the same set that shares most rare words with the
   question: what a retriever returns when the answer's document is not in the index (a near
-  miss), so the relevance head learns to say "no" to on-topic sentences without the answer.
+  miss), so the relevance head learns to say "no" to on-topic sentences without the answer;
+- with ``--same-type-negatives``, one more sentence of another document, the first among those
+  sharing rare words that holds a phrase of the type the question asks for
+  (``rag.answering.answer_types``): "What was Norvik's profit?" must not be answered by another
+  company's figure.
+
+With ``--headlines`` each pair carries its sentence's headline: the first line of the sentence's
+own document (a paper's title, a post's first sentence), as the answer path passes a passage's
+title; a share of the pairs (``NO_CONTEXT_SHARE``) has none, so a sentence read alone is scored as
+well. Both options are off in the shipped reader's recipe: a reader trained with both was better
+on the news set and on answer phrases but worse on COVID-QA (docs/benchmarks.md, "The reader").
 """
 
 from __future__ import annotations
@@ -31,11 +41,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval.squad import Question, QuestionSet, held_out_ids, load_squad
+from rag.answering.answer_types import expected_type, new_candidates
 from rag.answering.citations import content_words
 from rag.ingest.chunking import segments
 
 SAME_DOCUMENT_NEGATIVES = 2
 OTHER_DOCUMENT_NEGATIVES = 1
+SAME_TYPE_NEGATIVES = 1
+NO_CONTEXT_SHARE = 0.15
 # The sets as the benchmarks load them: a Reddit post is its own document (the file holds them
 # all in one SQuAD "article"), a product's reviews are one document, a paper is one.
 PER_PARAGRAPH = {"squadshifts-reddit"}
@@ -45,6 +58,7 @@ PER_PARAGRAPH = {"squadshifts-reddit"}
 class Pair:
     question: str
     sentence: str
+    context: str  # the sentence's headline ("" for none)
     label: int  # 1: the sentence holds the answer
     span: tuple[int, int] | None  # the answer's characters in the sentence, for positives
     source: str  # the set's name
@@ -102,6 +116,15 @@ class _RareWordIndex:
         return [s for s in ranked if s.doc_id != exclude_doc][:count]
 
 
+def headline(text: str) -> str:
+    """A document's first line, as a title would be: a paper's title, a post's first sentence."""
+    for segment in segments(text):
+        line = text[segment.start : segment.end].strip()
+        if len(line) >= 8:
+            return line.splitlines()[0]
+    return ""
+
+
 def _holds(sentence: _Sentence, question: Question) -> tuple[int, int] | None:
     """The first gold answer's characters inside ``sentence``, if it starts there."""
     for span in question.spans:
@@ -115,11 +138,25 @@ def _mentions_answer(sentence: _Sentence, question: Question) -> bool:
     return any(answer.lower() in text for answer in question.answers if answer.strip())
 
 
-def pairs_for(name: str, qset: QuestionSet, questions: Iterable[Question], seed: int) -> list[Pair]:
+def pairs_for(
+    name: str,
+    qset: QuestionSet,
+    questions: Iterable[Question],
+    seed: int,
+    with_headlines: bool = False,
+    same_type: bool = False,
+) -> list[Pair]:
     rng = random.Random(seed)
     by_doc = _sentences(qset)
+    headlines = {d.id: headline(d.text) for d in qset.documents}
     index = _RareWordIndex(s for sents in by_doc.values() for s in sents)
     out: list[Pair] = []
+
+    def pair(q: Question, s: _Sentence, label: int, span: tuple[int, int] | None) -> Pair:
+        # The random draw only with headlines: the recipe without them shuffles as it always did.
+        context = "" if not with_headlines or rng.random() < NO_CONTEXT_SHARE else headlines.get(s.doc_id, "")
+        return Pair(q.question, s.text, context, label, span, name, q.id)
+
     for q in questions:
         if q.unanswerable or not q.spans:
             continue
@@ -128,20 +165,26 @@ def pairs_for(name: str, qset: QuestionSet, questions: Iterable[Question], seed:
         if positive is None:
             continue
         sentence, span = positive
-        out.append(Pair(q.question, sentence.text, 1, span, name, q.id))
+        out.append(pair(q, sentence, 1, span))
         asked = content_words(q.question)
         others = [s for s in doc_sentences if _holds(s, q) is None and not _mentions_answer(s, q)]
         rng.shuffle(others)  # ties broken at random, not always the lead
         others.sort(key=lambda s: -len(asked & content_words(s.text)))
         for s in others[:SAME_DOCUMENT_NEGATIVES]:
-            out.append(Pair(q.question, s.text, 0, None, name, q.id))
-        for s in index.best(q.question, q.doc_id, OTHER_DOCUMENT_NEGATIVES):
-            if not _mentions_answer(s, q):
-                out.append(Pair(q.question, s.text, 0, None, name, q.id))
+            out.append(pair(q, s, 0, None))
+        nearby = index.best(q.question, q.doc_id, 50)
+        chosen = [s for s in nearby[:OTHER_DOCUMENT_NEGATIVES] if not _mentions_answer(s, q)]
+        kind = expected_type(q.question)
+        if same_type and kind is not None:
+            typed = (s for s in nearby if s not in chosen and not _mentions_answer(s, q))
+            chosen += [s for s in typed if new_candidates(q.question, s.text, kind)][:SAME_TYPE_NEGATIVES]
+        out += [pair(q, s, 0, None) for s in chosen]
     return out
 
 
-def build(datasets: Path, seed: int) -> tuple[list[Pair], list[Pair], dict[str, dict[str, int]]]:
+def build(
+    datasets: Path, seed: int, with_headlines: bool = False, same_type: bool = False
+) -> tuple[list[Pair], list[Pair], dict[str, dict[str, int]]]:
     """(training pairs, held-out pairs, counts per set)."""
     train: list[Pair] = []
     held: list[Pair] = []
@@ -152,7 +195,8 @@ def build(datasets: Path, seed: int) -> tuple[list[Pair], list[Pair], dict[str, 
         held_ids = held_out_ids(qset)
         inside = [q for q in qset.questions if q.doc_id not in held_ids]
         outside = [q for q in qset.questions if q.doc_id in held_ids]
-        a, b = pairs_for(name, qset, inside, seed), pairs_for(name, qset, outside, seed)
+        a = pairs_for(name, qset, inside, seed, with_headlines, same_type)
+        b = pairs_for(name, qset, outside, seed, with_headlines, same_type)
         train += a
         held += b
         counts[name] = {
@@ -186,6 +230,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--eval-limit", type=int, default=2000, help="held-out questions per set in the card (default 2000)"
     )
+    parser.add_argument(
+        "--headlines",
+        action="store_true",
+        help="read each sentence with its document's first line as a headline (default: off)",
+    )
+    parser.add_argument(
+        "--same-type-negatives",
+        action="store_true",
+        help="add a near miss holding a phrase of the asked-for type (default: off)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="build the pairs, time a few steps, stop")
     args = parser.parse_args(argv)
     if not args.datasets.is_dir():
@@ -201,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--frozen-layers {args.frozen_layers} must be between 0 and 6 (MiniLM-L6 has 6 layers)")
     from embeddings.reader.train import TrainingSettings, train
 
-    train_pairs, held_pairs, counts = build(args.datasets, args.seed)
+    train_pairs, held_pairs, counts = build(args.datasets, args.seed, args.headlines, args.same_type_negatives)
     settings = TrainingSettings(
         seed=args.seed,
         minutes=args.minutes,
@@ -209,6 +263,8 @@ def main(argv: list[str] | None = None) -> None:
         batch_size=args.batch_size,
         frozen_layers=args.frozen_layers,
         epochs=args.epochs,
+        headlines=args.headlines,
+        same_type_negatives=args.same_type_negatives,
     )
     train(train_pairs, held_pairs, counts, settings, args.out, dry_run=args.dry_run, eval_limit=args.eval_limit)
 

@@ -57,6 +57,39 @@ def test_the_reader_prefers_the_answer_to_the_lead_that_restates_the_question(sh
     assert answer_score.relevance > lead_score.relevance
 
 
+def test_a_reader_trained_without_headlines_ignores_them(shipped: Reader) -> None:
+    assert not shipped.settings.context  # the shipped recipe reads no headline
+    question, sentence = "How many pilots walked out?", "About 1,100 pilots walked out on Tuesday."
+    [alone] = shipped.score(question, [sentence])
+    [given] = shipped.score(question, [sentence], ["Storm closes schools across the county"])
+    assert given.relevance == alone.relevance
+
+
+def test_the_headline_is_cut_and_must_match_the_sentences() -> None:
+    from embeddings.reader import CONTEXT_WORDS, first_segment
+
+    long = " ".join(f"w{i}" for i in range(40))
+    assert first_segment("Q?", long) == "Q? [SEP] " + " ".join(f"w{i}" for i in range(CONTEXT_WORDS))
+    assert first_segment("Q?", "") == first_segment("Q?", None) == "Q?"
+    with pytest.raises(ValueError, match="1 contexts for 2 sentences"):
+        Reader().score("Q?", ["a b c", "d e f"], ["only one"])
+
+
+def test_read_gives_each_sentence_its_passages_title() -> None:
+    seen: list[list[str]] = []
+
+    class Recording:
+        def score(self, question: str, texts: list[str], contexts: list[str]) -> list[Scored]:
+            seen.append(list(contexts))
+            return [Scored(0.5, None, 0.0) for _ in texts]
+
+    sentences = [_sentence(1, 1, "d0", 0), _sentence(2, 1, "d1", 0)]
+    reading.read(Recording(), "What about it?", sentences, None, headlines=["First title", "Second title"])  # type: ignore[arg-type]
+    assert sorted(seen[0]) == ["First title", "Second title"]
+    reading.read(Recording(), "What about it?", sentences, None)  # type: ignore[arg-type]
+    assert seen[1] == ["", ""]  # no titles given: none read
+
+
 def _copy(tmp_path: Path) -> Path:
     folder = tmp_path / "reader"
     shutil.copytree(SHIPPED, folder)

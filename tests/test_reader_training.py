@@ -62,6 +62,26 @@ def test_pairs_are_split_by_document_and_the_same_on_every_run(tmp_path: Path) -
     # Hard negatives: the lead that restates the topic is among each question's negatives.
     leads = [p for p in train if not p.label and "council met on Monday" in p.sentence]
     assert leads
+    assert {p.context for p in train + held} == {""}  # the shipped recipe reads no headline
+
+
+def test_headlines_and_near_misses_of_the_asked_for_type_when_asked_for(tmp_path: Path) -> None:
+    folder = _tiny_set(tmp_path / "sets")
+    plain, _, _ = build(folder, seed=13)
+    train, held, _ = build(folder, seed=13, with_headlines=True, same_type=True)
+    qset = load_set(folder / "bridges.json")
+    held_docs = held_out_ids(qset)
+    # Each pair carries its sentence's headline (its document's first line), a share none.
+    firsts = {f"{town} council met on Monday to discuss the new bridge." for town in TOWNS}
+    assert {p.context for p in train + held} <= firsts | {""}
+    assert "" in {p.context for p in train} and len([p for p in train if p.context]) > len(train) / 2
+
+    # A near miss of the asked-for type: another town's cost for "How much will ... cost?".
+    def costs(pairs: list, question_id: str) -> int:
+        return len([p for p in pairs if p.question_id == question_id and not p.label and "million euros" in p.sentence])
+
+    for q in [q for q in qset.questions if q.question.startswith("How much") and q.doc_id not in held_docs]:
+        assert costs(train, q.id) == costs(plain, q.id) + 1 >= 2, q.question
 
 
 @pytest.mark.slow
@@ -70,7 +90,7 @@ def test_the_training_command_makes_a_reader_that_loads(tmp_path: Path) -> None:
     out = tmp_path / "model"
     done = subprocess.run(
         [sys.executable, "-m", "eval.train_reader", "--datasets", str(folder), "--out", str(out),
-         "--minutes", "0.05", "--eval-limit", "3"],
+         "--minutes", "0.05", "--eval-limit", "3", "--headlines", "--same-type-negatives"],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
@@ -82,6 +102,11 @@ def test_the_training_command_makes_a_reader_that_loads(tmp_path: Path) -> None:
     reader = Reader(out)  # checksums verified
     [scored] = reader.score("How much will it cost?", ["The bridge will cost 3.5 million euros."])
     assert 0.0 <= scored.relevance <= 1.0
+    # Trained with headlines: it reads them (the shipped reader, trained without, ignores them).
+    assert reader.settings.context and card["settings"]["headlines"]
+    [headed] = reader.score("How much will it cost?", ["The bridge will cost 3.5 million euros."], ["Storm news"])
+    assert headed.relevance != scored.relevance
+    assert "headline" in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
 
 
 def test_the_training_command_names_a_missing_datasets_folder(tmp_path: Path) -> None:

@@ -39,9 +39,25 @@ class ReaderError(RuntimeError):
     """The reader cannot be used; the message names the file and what to do."""
 
 
+# A headline given with a sentence is cut to this many words: it says what the article is about,
+# and the rest of the pair's word pieces are the sentence's.
+CONTEXT_WORDS = 16
+
+
 @dataclass(frozen=True)
 class ReaderSettings:
     max_length: int = 96  # word pieces per (question, sentence) pair, as trained
+    # Trained with the sentence's headline after the question ("question [SEP] headline"), so a
+    # sentence about another city's budget reads as another article's. Older readers: False.
+    context: bool = False
+
+
+def first_segment(question: str, context: str | None) -> str:
+    """What the reader reads before the sentence: the question, then the headline if any."""
+    words = (context or "").split()
+    if not words:
+        return question
+    return f"{question} [SEP] {' '.join(words[:CONTEXT_WORDS])}"
 
 
 @dataclass(frozen=True)
@@ -119,9 +135,17 @@ class Reader:
         self._lock = threading.Lock()
         self._inputs = {i.name for i in self.session.get_inputs()}
 
-    def score(self, question: str, sentences: Sequence[str], batch_size: int = 16) -> list[Scored]:
-        """One ``Scored`` per sentence, in order."""
+    def score(
+        self, question: str, sentences: Sequence[str], contexts: Sequence[str] | None = None, batch_size: int = 16
+    ) -> list[Scored]:
+        """One ``Scored`` per sentence, in order; ``contexts`` (one per sentence: its article's
+        headline) are read only by a reader trained with them."""
         import numpy as np
+
+        if contexts is not None and len(contexts) != len(sentences):
+            raise ValueError(f"{len(contexts)} contexts for {len(sentences)} sentences")
+        use = contexts if contexts is not None and self.settings.context else None
+        firsts = [first_segment(question, use[i] if use is not None else None) for i in range(len(sentences))]
 
         out: list[Scored] = []
         # Similar lengths together: one batch pads every pair to its longest.
@@ -130,7 +154,7 @@ class Reader:
         for begin in range(0, len(order), batch_size):
             rows = order[begin : begin + batch_size]
             with self._lock:
-                encodings = self._tokenizer.encode_batch([(question, sentences[i]) for i in rows])
+                encodings = self._tokenizer.encode_batch([(firsts[i], sentences[i]) for i in rows])
             feed: dict[str, Any] = {
                 "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
                 "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),

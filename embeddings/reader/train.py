@@ -7,8 +7,10 @@ The recipe, chosen to fit 90 minutes on two CPU cores:
 - start from the bundled all-MiniLM-L6-v2 transformer (Apache-2.0); the word embeddings and the
   lowest ``frozen_layers`` layers stay as they are (fewer weights to update: faster steps, and
   less forgetting on 20,000 questions);
-- input: ``[CLS] question [SEP] sentence [SEP]``, at most ``max_length`` word pieces, batches
-  grouped by length so that padding costs little;
+- input: ``[CLS] question [SEP] sentence [SEP]``, or with ``headlines`` (off in the shipped
+  recipe) ``[CLS] question [SEP] headline [SEP] sentence [SEP]`` (the headline in the first
+  segment, so the span head still sees only the sentence as segment 1), at most ``max_length``
+  word pieces, batches grouped by length so that padding costs little;
 - relevance: a linear layer on [CLS], binary cross-entropy (1: the sentence holds the answer);
 - span: two linear layers on every token (start, end), cross-entropy over the sentence's tokens,
   on positives only; trained jointly with relevance (one model call gives both at run time);
@@ -41,6 +43,7 @@ from embeddings.reader import (
     TOKENIZER_FILE,
     Reader,
     ReaderSettings,
+    first_segment,
 )
 
 
@@ -51,6 +54,8 @@ class TrainingPair(Protocol):
     def question(self) -> str: ...
     @property
     def sentence(self) -> str: ...
+    @property
+    def context(self) -> str: ...  # the sentence's headline, or "" (read after the question)
     @property
     def label(self) -> int: ...  # 1: the sentence holds the answer
     @property
@@ -74,6 +79,8 @@ class TrainingSettings:
     span_weight: float = 0.5
     warmup_share: float = 0.05
     timing_steps: int = 12  # steps timed before the plan is cut to the budget
+    headlines: bool = False  # pairs read with their document's first line (eval.train_reader --headlines)
+    same_type_negatives: bool = False  # a near miss of the asked-for answer type per question
 
 
 def train(
@@ -194,7 +201,7 @@ def _batches(pairs: list[TrainingPair], size: int, rng: random.Random) -> list[l
     window = size * 50
     batches = []
     for start in range(0, len(pairs), window):
-        chunk = sorted(pairs[start : start + window], key=lambda p: len(p.question) + len(p.sentence))
+        chunk = sorted(pairs[start : start + window], key=lambda p: len(p.question) + len(p.context) + len(p.sentence))
         batches += [chunk[i : i + size] for i in range(0, len(chunk), size)]
     rng.shuffle(batches)
     return batches
@@ -219,7 +226,7 @@ def _encode(tokenizer: Any, batch: Sequence[TrainingPair], max_length: int) -> t
     import torch
 
     encoded = tokenizer(
-        [p.question for p in batch],
+        [first_segment(p.question, p.context) for p in batch],
         [p.sentence for p in batch],
         truncation="longest_first",
         max_length=max_length,
@@ -339,7 +346,7 @@ def _export(model: Any, tokenizer: Any, settings: TrainingSettings, out: Path) -
     raw.unlink()
     fused.unlink()
     tokenizer.backend_tokenizer.save(str(out / TOKENIZER_FILE))
-    reader_settings = ReaderSettings(max_length=settings.max_length)
+    reader_settings = ReaderSettings(max_length=settings.max_length, context=settings.headlines)
     (out / SETTINGS_FILE).write_text(json.dumps(asdict(reader_settings), indent=1) + "\n", encoding="utf-8")
 
 
@@ -359,7 +366,7 @@ def evaluate(reader: Reader, held_out: Sequence[TrainingPair], limit: int = 2000
         for key in keys[:limit]:
             group = by_question[key]
             question = group[0].question
-            scored = reader.score(question, [p.sentence for p in group])
+            scored = reader.score(question, [p.sentence for p in group], [p.context for p in group])
             best = max(range(len(group)), key=lambda i: scored[i].relevance)
             hits += group[best].label == 1
             for pair, result in zip(group, scored, strict=True):
@@ -438,6 +445,15 @@ def _write_card(out: Path, card: dict[str, Any]) -> None:
                                 "held_out_questions"))  # fmt: skip
     s = card["settings"]
     known = card["known_pair"]
+    same_type = (
+        ", and one sentence of another document holding a phrase of the kind the question asks "
+        'for (a number for "how many") that shares its rare words'
+        if s.get("same_type_negatives")
+        else ""
+    )
+    headlines = ("\nEach pair is read as \"question [SEP] headline\" then the sentence, the headline being the "
+                 "first line of the sentence's own document (cut to 16 words); 15% of the pairs have none."
+                 if s.get("headlines") else "")  # fmt: skip
     text = f"""# The reader: a cross-encoder for "does this sentence answer the question?"
 
 `{MODEL_FILE}` scores a (question, sentence) pair: `relevance` (a logit; sigmoid > 0.5 means
@@ -457,7 +473,7 @@ its settings are below); it runs on CPU through ONNX Runtime, as the embedding e
 
 Pairs per question: the sentence holding the gold answer (positive), two sentences of the same
 document that share most words with the question (negatives), one sentence of another document
-that shares most rare words with it (a near miss).
+that shares most rare words with it (a near miss){same_type}.{headlines}
 
 ## Training
 seed {s["seed"]}; {card["steps"]} steps of {s["batch_size"]} pairs ({card["pairs_seen"]} of {card["training_pairs"]}
@@ -480,7 +496,8 @@ What the answer path gains from it is measured end to end in `docs/benchmarks.md
 
 ## Files
 `{MODEL_FILE}` (int8 ONNX), `{TOKENIZER_FILE}`, `{SETTINGS_FILE}` (the pair length it was trained
-for), `{CHECKSUM_FILE}` (SHA-256 of those three, checked at load), `card.json` (this card as data).
+for, and whether it reads a headline), `{CHECKSUM_FILE}` (SHA-256 of those three, checked at load),
+`card.json` (this card as data).
 """
     (out / CARD_FILE).write_text(text, encoding="utf-8")
 

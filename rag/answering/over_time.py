@@ -36,8 +36,8 @@ from rag.ingest.stories import Version
 from rag.search.query import Filters
 from rag.types import AnswerSentence, AnswerSpan, Citation, Timeline, TimelineEntry
 
-# (question, sentences) -> the reader's verdict on each
-Score = Callable[[str, list[str]], list[Scored]]
+# (question, sentences, their headlines) -> the reader's verdict on each
+Score = Callable[[str, list[str], list[str]], list[Scored]]
 
 # A version's best sentence answers the question when the reader gives it at least this (fitted
 # on the story set's questions, benchmarks/stories.py). Sentences read per version, at most.
@@ -162,7 +162,7 @@ def _best_sentence(
     if not spans:
         return None
     texts = [report.text[a:b] for a, b in spans]
-    verdicts = score(query, texts)
+    verdicts = score(query, texts, [report.title] * len(texts))
     wanted = focus(query)
     chosen = [
         v.relevance + (FOCUS_BONUS if counts(text, wanted) else 0.0) + MATCH_WEIGHT * _share(anchor, text)

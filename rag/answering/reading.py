@@ -40,7 +40,7 @@ RERANK_WEIGHT = 0.7
 TYPE_BONUS = 0.1
 # A sentence's selection score: the reader's relevance + PRIOR_WEIGHT x its passage's retrieval
 # prior (1 for the first retrieved passage, falling linearly) + LEXICAL_WEIGHT x the share of
-# the question's words it holds. The reader sees one sentence, not its article: the prior
+# the question's words it holds. The shipped reader sees one sentence, not its article: the prior
 # brings in what retrieval knew (the headline, the dateline, the names around it). Fitted on
 # the tuning half of the held-out documents (benchmarks/answer_quality.py --fit).
 PRIOR_WEIGHT = 0.5
@@ -92,6 +92,11 @@ def retrieval_prior(passage: int, count: int) -> float:
     return 1 - (passage - 1) / count
 
 
+def headline_of(sentence: SourceSentence, headlines: Sequence[str]) -> str:
+    """The title of the sentence's passage, or "" when none was given."""
+    return headlines[sentence.passage - 1] if 0 < sentence.passage <= len(headlines) else ""
+
+
 @dataclass(frozen=True)
 class SentenceRead:
     scored: Scored  # the reader's verdict
@@ -99,11 +104,18 @@ class SentenceRead:
 
 
 def read(
-    reader: Reader, question: str, sentences: Sequence[SourceSentence], kind: str | None, limit: int | None = None
+    reader: Reader,
+    question: str,
+    sentences: Sequence[SourceSentence],
+    kind: str | None,
+    limit: int | None = None,
+    headlines: Sequence[str] = (),
 ) -> dict[Key, SentenceRead]:
-    """The reader's verdict on the candidate sentences of passages in retrieval order."""
+    """The reader's verdict on the candidate sentences of passages in retrieval order;
+    ``headlines[n - 1]`` is passage n's title, read with its sentences."""
     chosen = candidates(question, sentences, kind, MAX_READ if limit is None else limit)
-    scored = reader.score(question, [sentences[i].text for i in chosen])
+    contexts = [headline_of(sentences[i], headlines) for i in chosen]
+    scored = reader.score(question, [sentences[i].text for i in chosen], contexts)
     count = max((s.passage for s in sentences), default=1)
     out = {}
     for i, verdict in zip(chosen, scored, strict=True):

@@ -62,7 +62,7 @@ def sentence_scorer(sources: Sources) -> tuple[Score, float]:
     if reader is not None:
         return reader.score, VERSION_MIN
 
-    def cosine(question: str, texts: list[str]) -> list[Scored]:
+    def cosine(question: str, texts: list[str], headlines: list[str]) -> list[Scored]:
         encoder = sources.encoder()
         wanted = encoder.encode_queries([question])[0]
         return [Scored(float(v @ wanted), None, 0.0) for v in encoder.encode_documents(texts)]
@@ -116,7 +116,7 @@ def answer_turn(
         # The reader reads the best sentences once; the passages are reranked by them and the
         # gate and the answerer use the same scores.
         sentences = unique(source_sentences(passages))
-        reading = read(reader, query, sentences, expected_type(query))
+        reading = read(reader, query, sentences, expected_type(query), headlines=[p.title for p in passages])
         passages = rerank(passages, sentences, reading)
         timings["reader_ms"] = (time.perf_counter() - started) * 1000
     # One gate for every answerer: the evidence is weighed before anything is written.
