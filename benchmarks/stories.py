@@ -31,6 +31,7 @@ import random
 import sys
 import tempfile
 from collections import Counter
+from datetime import date
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,10 +81,10 @@ def check_links(rag: RAG, expected: dict) -> dict[str, dict[str, float]]:
     leads = {d: cached[h] for d, h in firsts.items()}
     said = {d: stories.names(f"{facts[d].title}\n{facts[d].text[: stories.LEAD_CHARS]}") for d in ids}
     rules = {
-        "the rule (names and lead)": lambda n, lead, sim: stories.linked(n, lead, None, sim),
-        "lead cosine >= 0.7 alone": lambda n, lead, sim: lead >= 0.7,
-        "names share >= 0.4 alone": lambda n, lead, sim: n >= 0.4,
-        "signature similarity >= 0.3 alone": lambda n, lead, sim: sim >= 0.3,
+        "the rule (names and lead)": lambda n, lead, gap, sim: stories.linked(n, lead, gap, sim),
+        "lead cosine >= 0.7 alone": lambda n, lead, gap, sim: lead >= 0.7,
+        "names share >= 0.4 alone": lambda n, lead, gap, sim: n >= 0.4,
+        "signature similarity >= 0.3 alone": lambda n, lead, gap, sim: sim >= 0.3,
     }
     out = {}
     for label, rule in rules.items():
@@ -92,7 +93,9 @@ def check_links(rag: RAG, expected: dict) -> dict[str, dict[str, float]]:
         for a, b in itertools.combinations(ids, 2):
             same = story_of.get(names[a]) is not None and story_of.get(names[a]) == story_of.get(names[b])
             lead = float(leads[a] @ leads[b])
-            hit = rule(stories.overlap(said[a], said[b]), lead, duplicates.similarity(signed[a], signed[b]))
+            dated = facts[a].date and facts[b].date
+            gap = (date.fromisoformat(facts[a].date) - date.fromisoformat(facts[b].date)).days if dated else None
+            hit = rule(stories.overlap(said[a], said[b]), lead, gap, duplicates.similarity(signed[a], signed[b]))
             tp += hit and same
             fp += hit and not same
             fn += same and not hit
