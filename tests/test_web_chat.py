@@ -53,6 +53,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     server.stop()
 
 
+def opened(browser: Any, server: Served, viewport: tuple[int, int], scheme: str) -> Any:
+    """A new page on ``server`` at ``viewport`` in the ``scheme`` colours, ready for a question."""
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=scheme)
+    page.goto(server.url + ("?__theme=dark" if scheme == "dark" else ""))
+    page.wait_for_selector("#question textarea")
+    return page
+
+
 def ask(page: Any, question: str) -> None:
     """Ask, and wait until the page took the question (it empties the box as it does)."""
     page.fill("#question textarea", question)
@@ -228,9 +236,7 @@ def test_an_empty_start_then_upload_then_ask_and_a_refused_docx(browser: Any, tm
 )  # fmt: skip
 def test_screenshots(served: Served, browser: Any, name: str, viewport: tuple[int, int], scheme: str) -> None:
     """The screenshots in docs/ come from here (copied from test-artifacts/ when they change)."""
-    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=scheme)
-    page.goto(served.url + ("?__theme=dark" if scheme == "dark" else ""))
-    page.wait_for_selector("#question textarea")
+    page = opened(browser, served, viewport, scheme)
     ask(page, "What rate did the Fed keep?")
     answered(page, "3.75%")
     if viewport[0] >= 700:
@@ -272,9 +278,7 @@ def syndicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 def test_a_syndicated_story_is_cited_once_and_names_the_other_outlet(
     syndicated: Served, browser: Any, name: str, viewport: tuple[int, int], scheme: str
 ) -> None:
-    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=scheme)
-    page.goto(syndicated.url + ("?__theme=dark" if scheme == "dark" else ""))
-    page.wait_for_selector("#question textarea")
+    page = opened(browser, syndicated, viewport, scheme)
     ask(page, "How many dengue cases were reported in Europe?")
     answered(page, "412")
     if viewport[0] < 700:  # on a phone the sources wait in their drawer: open it from a citation
@@ -299,9 +303,7 @@ def test_a_syndicated_story_is_cited_once_and_names_the_other_outlet(
 def test_a_follow_up_shows_what_was_searched_a_note_clears_and_stop_shows_only_while_answering(
     served: Served, browser: Any, name: str, viewport: tuple[int, int], scheme: str
 ) -> None:
-    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=scheme)
-    page.goto(served.url + ("?__theme=dark" if scheme == "dark" else ""))
-    page.wait_for_selector("#question textarea")
+    page = opened(browser, served, viewport, scheme)
     assert not page.is_visible("#stop")  # nothing is being answered
     page.click("#ask")  # an empty question
     page.wait_for_function("document.querySelector('#ask-note').innerText.includes('Type a question first.')",
@@ -346,9 +348,7 @@ def test_deleting_a_document_asks_with_a_cancel_beside_it(served: Served, browse
 def test_the_documents_tab_keeps_every_column_in_view_and_reads_as_the_chat(
     served: Served, browser: Any, name: str, viewport: tuple[int, int], scheme: str
 ) -> None:
-    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=scheme)
-    page.goto(served.url + ("?__theme=dark" if scheme == "dark" else ""))
-    page.wait_for_selector("#question textarea")
+    page = opened(browser, served, viewport, scheme)
     if viewport[0] >= 700:  # both sidebars open beside the page, as on a desktop
         assert page.evaluate("document.querySelectorAll('.sidebar.open').length") == 2
     page.get_by_role("tab", name="Documents").click()
@@ -397,9 +397,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 def test_an_answer_over_several_dates_is_a_timeline_and_the_reader_lists_the_story(
     story: Served, browser: Any, name: str, viewport: tuple[int, int], scheme: str
 ) -> None:
-    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=scheme)
-    page.goto(story.url + ("?__theme=dark" if scheme == "dark" else ""))
-    page.wait_for_selector("#question textarea")
+    page = opened(browser, story, viewport, scheme)
     ask(page, "How many workers are employed on the harbor tunnel project?")
     settled(page)
     lead = page.wait_for_selector("#chat .rag-timeline li.rag-lead", state="visible", timeout=90_000)
@@ -533,9 +531,7 @@ LATEST_ANSWER_PLACE = """() => {
 def test_the_latest_answer_starts_in_view_on_a_phone_and_a_desktop(
     story: Served, browser: Any, name: str, viewport: tuple[int, int], scheme: str
 ) -> None:
-    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, color_scheme=scheme)
-    page.goto(story.url + ("?__theme=dark" if scheme == "dark" else ""))
-    page.wait_for_selector("#question textarea")
+    page = opened(browser, story, viewport, scheme)
     # Two long answers (a timeline each): the second one's start must be where the eye is,
     # not scrolled off above the question box as the chat followed the answer's end.
     for question in ("How many workers are employed on the harbor tunnel project?",

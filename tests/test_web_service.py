@@ -27,11 +27,16 @@ def _answer(service: ChatService, question: str, name: str, key: str = "", user:
     return last
 
 
-def test_conversations_are_saved_per_user_reopened_renamed_exported_and_deleted(tmp_path: Path) -> None:
+def _orchard(tmp_path: Path) -> ChatService:
+    """A service over one indexed article about an orchard, collection "idx"."""
     write(tmp_path / "src" / "a.md", "# Orchards\n\nThe northern orchard grows apples (Malus domestica). " + article(1))
     with RAG.open(config=_config(tmp_path / "idx")) as rag:
         rag.index([tmp_path / "src"], progress=False)
-    service = ChatService({"idx": _config(tmp_path / "idx")})
+    return ChatService({"idx": _config(tmp_path / "idx")})
+
+
+def test_conversations_are_saved_per_user_reopened_renamed_exported_and_deleted(tmp_path: Path) -> None:
+    service = _orchard(tmp_path)
     chat, sources, key = _answer(service, "What does the northern orchard grow?", "idx", user="ann")
     assert key.startswith("idx:") and "apples" in chat[-1]["content"] and "<mark>" in sources
     chat, last_sources, same = _answer(service, "And the southern one?", "idx", key, user="ann")
@@ -124,10 +129,7 @@ def test_the_upload_report_says_what_happened_to_each_file_in_words(tmp_path: Pa
 
 
 def test_the_answer_shows_what_was_searched_for_when_a_follow_up_was_rewritten(tmp_path: Path) -> None:
-    write(tmp_path / "src" / "a.md", "# Orchards\n\nThe northern orchard grows apples (Malus domestica). " + article(1))
-    with RAG.open(config=_config(tmp_path / "idx")) as rag:
-        rag.index([tmp_path / "src"], progress=False)
-    service = ChatService({"idx": _config(tmp_path / "idx")})
+    service = _orchard(tmp_path)
     chat, _, key = _answer(service, "What does the northern orchard grow?", "idx", user="ann")
     assert "searched for" not in chat[-1]["content"]  # asked as it was searched
     chat, _, _ = _answer(service, "And when was it planted?", "idx", key, user="ann")
