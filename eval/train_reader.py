@@ -12,11 +12,13 @@ the held-out quarter, on which every figure in its model card is measured.
 
 Pairs per question, hard negatives first:
 - the positive: the sentence holding the (first) gold answer, with the answer's place in it;
-- two sentences of the same document that share most words with the question but do not hold
-  the answer (leads and title-like sentences that restate the topic are exactly these);
-- one sentence of *another* document of the same set that shares most rare words with the
-  question: what a retriever returns when the answer's document is not in the index (a near
-  miss), so the relevance head learns to say "no" to on-topic sentences without the answer;
+- two sentences (``--same-document-negatives``) of the same document that share most words with
+  the question but do not hold the answer (leads and title-like sentences that restate the topic
+  are exactly these);
+- one sentence (``--other-document-negatives``) of *another* document of the same set that shares
+  most rare words with the question: what a retriever returns when the answer's document is not
+  in the index (a near miss), so the relevance head learns to say "no" to on-topic sentences
+  without the answer;
 - with ``--same-type-negatives``, one more sentence of another document, the first among those
   sharing rare words that holds a phrase of the type the question asks for
   (``rag.answering.answer_types``): "What was Norvik's profit?" must not be answered by another
@@ -145,6 +147,8 @@ def pairs_for(
     seed: int,
     with_headlines: bool = False,
     same_type: bool = False,
+    same_document: int = SAME_DOCUMENT_NEGATIVES,
+    other_document: int = OTHER_DOCUMENT_NEGATIVES,
 ) -> list[Pair]:
     rng = random.Random(seed)
     by_doc = _sentences(qset)
@@ -170,10 +174,10 @@ def pairs_for(
         others = [s for s in doc_sentences if _holds(s, q) is None and not _mentions_answer(s, q)]
         rng.shuffle(others)  # ties broken at random, not always the lead
         others.sort(key=lambda s: -len(asked & content_words(s.text)))
-        for s in others[:SAME_DOCUMENT_NEGATIVES]:
+        for s in others[:same_document]:
             out.append(pair(q, s, 0, None))
         nearby = index.best(q.question, q.doc_id, 50)
-        chosen = [s for s in nearby[:OTHER_DOCUMENT_NEGATIVES] if not _mentions_answer(s, q)]
+        chosen = [s for s in nearby[:other_document] if not _mentions_answer(s, q)]
         kind = expected_type(q.question)
         if same_type and kind is not None:
             typed = (s for s in nearby if s not in chosen and not _mentions_answer(s, q))
@@ -183,7 +187,12 @@ def pairs_for(
 
 
 def build(
-    datasets: Path, seed: int, with_headlines: bool = False, same_type: bool = False
+    datasets: Path,
+    seed: int,
+    with_headlines: bool = False,
+    same_type: bool = False,
+    same_document: int = SAME_DOCUMENT_NEGATIVES,
+    other_document: int = OTHER_DOCUMENT_NEGATIVES,
 ) -> tuple[list[Pair], list[Pair], dict[str, dict[str, int]]]:
     """(training pairs, held-out pairs, counts per set)."""
     train: list[Pair] = []
@@ -195,8 +204,8 @@ def build(
         held_ids = held_out_ids(qset)
         inside = [q for q in qset.questions if q.doc_id not in held_ids]
         outside = [q for q in qset.questions if q.doc_id in held_ids]
-        a = pairs_for(name, qset, inside, seed, with_headlines, same_type)
-        b = pairs_for(name, qset, outside, seed, with_headlines, same_type)
+        a = pairs_for(name, qset, inside, seed, with_headlines, same_type, same_document, other_document)
+        b = pairs_for(name, qset, outside, seed, with_headlines, same_type, same_document, other_document)
         train += a
         held += b
         counts[name] = {
@@ -240,6 +249,18 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="add a near miss holding a phrase of the asked-for type (default: off)",
     )
+    parser.add_argument(
+        "--same-document-negatives",
+        type=int,
+        default=SAME_DOCUMENT_NEGATIVES,
+        help=f"sentences of the answer's document sharing most words, a question (default {SAME_DOCUMENT_NEGATIVES})",
+    )
+    parser.add_argument(
+        "--other-document-negatives",
+        type=int,
+        default=OTHER_DOCUMENT_NEGATIVES,
+        help=f"near misses from other documents sharing rare words, per question (default {OTHER_DOCUMENT_NEGATIVES})",
+    )
     parser.add_argument("--dry-run", action="store_true", help="build the pairs, time a few steps, stop")
     args = parser.parse_args(argv)
     if not args.datasets.is_dir():
@@ -248,14 +269,23 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--datasets {args.datasets} holds no .json file; give a folder of SQuAD-format JSON sets")
     for name, value, least in (("--minutes", args.minutes, 0.01), ("--epochs", args.epochs, 1),
                                ("--batch-size", args.batch_size, 1), ("--max-length", args.max_length, 16),
-                               ("--eval-limit", args.eval_limit, 1)):  # fmt: skip
+                               ("--eval-limit", args.eval_limit, 1),
+                               ("--same-document-negatives", args.same_document_negatives, 0),
+                               ("--other-document-negatives", args.other_document_negatives, 0)):  # fmt: skip
         if value < least:
             parser.error(f"{name} {value} is too small: at least {least}")
     if not 0 <= args.frozen_layers <= 6:
         parser.error(f"--frozen-layers {args.frozen_layers} must be between 0 and 6 (MiniLM-L6 has 6 layers)")
     from embeddings.reader.train import TrainingSettings, train
 
-    train_pairs, held_pairs, counts = build(args.datasets, args.seed, args.headlines, args.same_type_negatives)
+    train_pairs, held_pairs, counts = build(
+        args.datasets,
+        args.seed,
+        args.headlines,
+        args.same_type_negatives,
+        args.same_document_negatives,
+        args.other_document_negatives,
+    )
     settings = TrainingSettings(
         seed=args.seed,
         minutes=args.minutes,
@@ -265,6 +295,8 @@ def main(argv: list[str] | None = None) -> None:
         epochs=args.epochs,
         headlines=args.headlines,
         same_type_negatives=args.same_type_negatives,
+        same_document_negatives=args.same_document_negatives,
+        other_document_negatives=args.other_document_negatives,
     )
     train(train_pairs, held_pairs, counts, settings, args.out, dry_run=args.dry_run, eval_limit=args.eval_limit)
 

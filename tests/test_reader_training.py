@@ -84,6 +84,29 @@ def test_headlines_and_near_misses_of_the_asked_for_type_when_asked_for(tmp_path
         assert costs(train, q.id) == costs(plain, q.id) + 1 >= 2, q.question
 
 
+def test_more_negatives_per_question_when_asked_for(tmp_path: Path) -> None:
+    folder = _tiny_set(tmp_path / "sets")
+    plain, _, _ = build(folder, seed=13)
+    train, held, _ = build(folder, seed=13, same_document=3, other_document=2)
+    qset = load_set(folder / "bridges.json")
+
+    def negatives(pairs: list, question_id: str, own: str) -> tuple[int, int]:
+        """(negatives of the question's own article, negatives naming another town)."""
+        mine = [p for p in pairs if p.question_id == question_id and not p.label]
+        others = [p for p in mine if any(t in p.sentence for t in TOWNS if t != own)]
+        return len(mine) - len(others), len(others)
+
+    for q in qset.questions:
+        town = q.question.split(" the ")[1].split()[0]
+        if q.doc_id in held_out_ids(qset):
+            continue
+        # The tiny articles have four sentences: the answer's and three others, all taken.
+        assert negatives(plain, q.id, town) == (2, 1)
+        assert negatives(train, q.id, town) == (3, 2), q.question
+    answers = {q.id: set(q.answers) for q in qset.questions}
+    assert not any(a in p.sentence for p in train + held if not p.label for a in answers[p.question_id])
+
+
 @pytest.mark.slow
 def test_the_training_command_makes_a_reader_that_loads(tmp_path: Path) -> None:
     folder = _tiny_set(tmp_path / "sets")
@@ -124,6 +147,7 @@ def test_the_training_command_names_a_missing_datasets_folder(tmp_path: Path) ->
         (["--minutes", "-1"], "--minutes -1.0 is too small: at least 0.01"),
         (["--frozen-layers", "7"], "--frozen-layers 7 must be between 0 and 6"),
         (["--epochs", "0"], "--epochs 0 is too small: at least 1"),
+        (["--other-document-negatives", "-1"], "--other-document-negatives -1 is too small: at least 0"),
     ],
 )
 def test_the_training_command_refuses_settings_it_cannot_train_with(

@@ -81,6 +81,8 @@ class TrainingSettings:
     timing_steps: int = 12  # steps timed before the plan is cut to the budget
     headlines: bool = False  # pairs read with their document's first line (eval.train_reader --headlines)
     same_type_negatives: bool = False  # a near miss of the asked-for answer type per question
+    same_document_negatives: int = 2  # sentences of the answer's document sharing most words
+    other_document_negatives: int = 1  # near misses from other documents sharing rare words
 
 
 def train(
@@ -436,6 +438,11 @@ def finish_card(out: Path) -> None:
     _write_card(out, card)
 
 
+def _count(n: int) -> str:
+    words = ("no sentence", "one sentence", "two sentences", "three sentences", "four sentences")
+    return words[n] if 0 <= n < len(words) else f"{n} sentences"
+
+
 def _write_card(out: Path, card: dict[str, Any]) -> None:
     def table(values: dict[str, dict[str, Any]], keys: tuple[str, ...]) -> str:
         return "\n".join(f"| {name} | " + " | ".join(str(v[k]) for k in keys) + " |" for name, v in values.items())
@@ -471,9 +478,9 @@ its settings are below); it runs on CPU through ONNX Runtime, as the embedding e
 |---|---|---|---|---|---|
 {data}
 
-Pairs per question: the sentence holding the gold answer (positive), two sentences of the same
-document that share most words with the question (negatives), one sentence of another document
-that shares most rare words with it (a near miss){same_type}.{headlines}
+Pairs per question: the sentence holding the gold answer (positive), {_count(s.get("same_document_negatives", 2))}
+of the same document that share most words with the question (negatives), {_count(s.get("other_document_negatives", 1))}
+of other documents that share most rare words with it (near misses){same_type}.{headlines}
 
 ## Training
 seed {s["seed"]}; {card["steps"]} steps of {s["batch_size"]} pairs ({card["pairs_seen"]} of {card["training_pairs"]}
