@@ -1,6 +1,6 @@
 """Fit and measure how the answer is picked and when it abstains, on SQuAD-format sets.
 
-    python benchmarks/answer_quality.py [--questions 300] [--fit] [--verify]
+    python benchmarks/answer_quality.py [--questions 300] [--fit] [--verify] [--depth]
 
 Only the held-out quarter of each development set (``eval.squad.held_out_ids``: the documents
 the reader never saw in training) is asked, split in two halves by document: **tune** (the
@@ -364,6 +364,23 @@ def phrase_ok(phrase: str, golds: tuple[str, ...]) -> bool:
     return any(normalise(g) and f" {normalise(g)} " in text for g in golds)
 
 
+def depth(rows: list[dict], indexes: dict[tuple[str, str], RAG], ks: tuple[int, ...] = (1, 3, 5, 8, 10, 20)) -> None:
+    """Retrieval's ceiling for the reader: the share of answerable questions whose gold passage
+    is among the first k retrieved (the answer path reads the first ``answer_passages``)."""
+    print("| set | half | questions | " + " | ".join(f"top {k}" for k in ks) + " |")
+    print("|---|---|---|" + "---|" * len(ks))
+    for name in sorted({r["set"] for r in rows}):
+        for part in ("tune", "test"):
+            own = [r for r in rows if r["set"] == name and r["part"] == part and r["group"] == "answerable"]
+            ranks = []
+            for r in own:
+                found = indexes[(name, "full")].retrieve(r["question"], k=max(ks)).passages
+                places = ([p.doc_id, p.start, p.end] for p in found)
+                ranks.append(next((n for n, place in enumerate(places, 1) if _gold_in(place, r["spans"])), 0))
+            shares = [np.mean([0 < rank <= k for rank in ranks]) for k in ks]
+            print(f"| {name} | {part} | {len(own)} | " + " | ".join(f"{v:.3f}" for v in shares) + " |")
+
+
 def verify(rows: list[dict], indexes: dict[tuple[str, str], RAG], modes: list[str]) -> None:
     """Ask every test-half question as shipped, once per reader setting in ``modes``."""
     rows = [r for r in rows if r["part"] == "test"]
@@ -434,6 +451,7 @@ def main() -> None:
     parser.add_argument("--fit", action="store_true", help="record features on the tune half and fit the constants")
     parser.add_argument("--fit-builtin", action="store_true", help="also refit the built-in scoring and its gate")
     parser.add_argument("--verify", action="store_true", help="ask every test-half question as shipped and report")
+    parser.add_argument("--depth", action="store_true", help="where retrieval ranks the gold passage (its ceiling)")
     parser.add_argument("--readers", default="none,shipped", help="reader settings to compare (default none,shipped)")
     args = parser.parse_args()
     sets = load_sets()
@@ -463,6 +481,8 @@ def main() -> None:
         if args.fit_builtin:
             fit(tune)
         fit_reader(tune)
+    if args.depth:
+        depth(rows, indexes)
     if args.verify:
         verify(rows, indexes, args.readers.split(","))
 
