@@ -28,7 +28,8 @@ With ``--headlines`` each pair carries its sentence's headline: the first line o
 own document (a paper's title, a post's first sentence), as the answer path passes a passage's
 title; a share of the pairs (``NO_CONTEXT_SHARE``) has none, so a sentence read alone is scored as
 well. Both options are off in the shipped reader's recipe: a reader trained with both was better
-on the news set and on answer phrases but worse on COVID-QA (docs/benchmarks.md, "The reader").
+on the news set and on answer phrases but worse on COVID-QA, and one trained with four times the
+negatives no better overall (docs/benchmarks.md, "The reader").
 """
 
 from __future__ import annotations
