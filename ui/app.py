@@ -215,6 +215,9 @@ def build_app(service: ChatService, exports: ExportFiles, shared: bool = False) 
 
         app.load(on_load, [conversation], [chat, sources, conversation, collection, saved, signed_in],
                  api_visibility="private")  # fmt: skip
+        # The library as it is when the page opens, not as it was when the server started: another
+        # tab may have deleted or uploaded documents since, or `rag index` run beside the server.
+        app.load(service.library_table, [collection], [table], api_visibility="private")
 
         def rename_current(key: str, new_title: str, request: gr.Request) -> Any:
             service.rename_conversation(key, _user(request), new_title)
