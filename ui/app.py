@@ -201,23 +201,24 @@ def build_app(service: ChatService, exports: ExportFiles, shared: bool = False) 
                 return "<small>Conversations are shared: everyone who opens this page sees them.</small>"
             return "<small>Conversations are kept for this browser only.</small>"
 
-        def on_load(key: str, request: gr.Request) -> Any:
+        def on_load(key: str, shown: str, request: gr.Request) -> Any:
             """After a reload or a restart: the list, and the conversation that was open. With none
             open, the chat is left alone: a question asked while the page was still loading may
-            already have its answer (and its new conversation) there, which [] and "" erased."""
+            already have its answer (and its new conversation) there, which [] and "" erased.
+            The library as it is now, not as it was when the server started: another tab may have
+            deleted or uploaded documents since, or `rag index` run beside the server."""
             user = _user(request)
             who = whose_conversations(getattr(request, "username", None))
             if not key:
                 choices = gr.update(choices=service.conversation_choices(user))  # the choice kept
-                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), choices, who
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), choices, who, service.library_table(shown)
             chat_, sources_, key_, name, _ = reopen(key, request)
-            return chat_, sources_, key_, name, conversation_list(request, key_ or None), who
+            library = service.library_table(name if isinstance(name, str) and name else shown)
+            return chat_, sources_, key_, name, conversation_list(request, key_ or None), who, library
 
-        app.load(on_load, [conversation], [chat, sources, conversation, collection, saved, signed_in],
+        app.load(on_load, [conversation, collection],
+                 [chat, sources, conversation, collection, saved, signed_in, table],
                  api_visibility="private")  # fmt: skip
-        # The library as it is when the page opens, not as it was when the server started: another
-        # tab may have deleted or uploaded documents since, or `rag index` run beside the server.
-        app.load(service.library_table, [collection], [table], api_visibility="private")
 
         def rename_current(key: str, new_title: str, request: gr.Request) -> Any:
             service.rename_conversation(key, _user(request), new_title)
