@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
         "--same-document-negatives",
         type=int,
         default=SAME_DOCUMENT_NEGATIVES,
-        help=f"sentences of the answer's document sharing most words, a question (default {SAME_DOCUMENT_NEGATIVES})",
+        help=f"sentences of the answer's document sharing most words, per question (default {SAME_DOCUMENT_NEGATIVES})",
     )
     parser.add_argument(
         "--other-document-negatives",
